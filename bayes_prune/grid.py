@@ -1,0 +1,185 @@
+"""The error grid: the one table that joins the training side to the inference side.
+
+One row per (IMP run, pruning round). Required columns:
+
+==================  =======  =====================================================================
+column              type     meaning
+==================  =======  =====================================================================
+task                str      data set (``mnist1d``, ``fashion-mnist``, ``digits``, ``cifar10``...)
+arch                str      architecture family (``mlp``, ``cnn``, ``resnet``...)
+depth               int > 0  depth knob of the family (hidden layers, conv layers, 6k+2...)
+width               int > 0  width knob of the family (units, base channels...)
+n_train             int > 0  training-set size
+seed                int      the run's seed (initialisation, data order, subsample)
+round               int >= 0 pruning round; 0 is the dense network
+density             (0, 1]   fraction of prunable weights left (0.8^round for 20 % per round)
+test_error          [0, 1]   test error after retraining at this density
+n_test              int > 0  test-set size (sets the binomial noise of ``test_error``)
+params_total        int > 0  weights of the dense network (all parameters)
+params_nonzero      int >= 0 non-zero weights at this round
+==================  =======  =====================================================================
+
+Optional provenance columns, kept when present: ``run_id`` (hash of the run's full config; when
+present it is part of the run key), ``test_mistakes``, ``train_loss``, ``params_prunable``,
+``random_error`` (random-guess error of the task; otherwise taken from the task registry),
+``device``, ``code_version``, ``source``.
+
+A *run* is one IMP trajectory, keyed by :data:`RUN_KEY` (plus ``run_id`` when present); a
+*configuration* is a run without its seed (:data:`CONFIG_KEY`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .tasks import random_error as _registry_random_error
+
+__all__ = [
+    "COLUMNS",
+    "PROVENANCE",
+    "GROUP_KEY",
+    "CONFIG_KEY",
+    "RUN_KEY",
+    "validate",
+    "read_grid",
+    "write_grid",
+    "run_key",
+    "random_errors",
+]
+
+INT_COLUMNS = ("depth", "width", "n_train", "seed", "round", "n_test", "params_total",
+               "params_nonzero")
+FLOAT_COLUMNS = ("density", "test_error")
+STR_COLUMNS = ("task", "arch")
+COLUMNS = ("task", "arch", "depth", "width", "n_train", "seed", "round", "density",
+           "test_error", "n_test", "params_total", "params_nonzero")
+PROVENANCE = ("run_id", "test_mistakes", "train_loss", "params_prunable", "random_error",
+              "device", "code_version", "source")
+
+GROUP_KEY = ["arch", "task"]
+CONFIG_KEY = ["task", "arch", "depth", "width", "n_train"]
+RUN_KEY = CONFIG_KEY + ["seed"]
+
+# (column, test that flags a bad value, what was expected)
+_RANGES = (
+    ("depth", lambda s: s <= 0, "a positive integer"),
+    ("width", lambda s: s <= 0, "a positive integer"),
+    ("n_train", lambda s: s <= 0, "a positive integer"),
+    ("round", lambda s: s < 0, "an integer >= 0"),
+    ("n_test", lambda s: s <= 0, "a positive integer"),
+    ("params_total", lambda s: s <= 0, "a positive integer"),
+    ("params_nonzero", lambda s: s < 0, "an integer >= 0"),
+    ("density", lambda s: (s <= 0) | (s > 1), "a density in (0, 1]"),
+    ("test_error", lambda s: (s < 0) | (s > 1), "an error in [0, 1]"),
+)
+
+
+def run_key(df: pd.DataFrame) -> list[str]:
+    """Columns that identify one IMP run in ``df``: :data:`RUN_KEY`, plus ``run_id`` if any."""
+    return RUN_KEY + (["run_id"] if "run_id" in df.columns else [])
+
+
+def _where(source: str, row: int, column: str) -> str:
+    # Rows are counted as in the file: the header is line 1, the first data row is row 2.
+    return f"{source}: row {row + 2}, column '{column}'"
+
+
+def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
+    """Check ``df`` against the schema and return a copy with canonical dtypes and row order.
+
+    Raises :class:`UserError` naming ``source``, the row, the column and what was expected for
+    the first problem found: a missing column, a NaN, a non-numeric value, a value out of range,
+    ``params_nonzero > params_total`` or a duplicate (run, round) key.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{source}: missing column(s) {', '.join(missing)}; "
+                        f"a grid needs {', '.join(COLUMNS)}")
+    if len(df) == 0:
+        raise UserError(f"{source}: the grid has no rows")
+    out = df.reset_index(drop=True).copy()
+    for col in COLUMNS:
+        nan = out[col].isna().to_numpy()
+        if nan.any():
+            raise UserError(f"{_where(source, int(np.argmax(nan)), col)}: missing value (NaN)")
+    for col in STR_COLUMNS:
+        out[col] = out[col].astype(str)
+    for col in INT_COLUMNS + FLOAT_COLUMNS:
+        num = pd.to_numeric(out[col], errors="coerce")
+        bad = num.isna().to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise UserError(f"{_where(source, i, col)}: {out[col].iloc[i]!r} is not a number")
+        if col in INT_COLUMNS:
+            frac = (num != np.round(num)).to_numpy()
+            if frac.any():
+                i = int(np.argmax(frac))
+                raise UserError(f"{_where(source, i, col)}: {num.iloc[i]!r} is not an integer")
+            num = num.astype(np.int64)
+        out[col] = num
+    for col, is_bad, expected in _RANGES:
+        bad = is_bad(out[col]).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise UserError(f"{_where(source, i, col)}: {out[col].iloc[i]!r} is not {expected}")
+    over = (out["params_nonzero"] > out["params_total"]).to_numpy()
+    if over.any():
+        i = int(np.argmax(over))
+        raise UserError(f"{_where(source, i, 'params_nonzero')}: {out['params_nonzero'].iloc[i]} "
+                        f"exceeds params_total {out['params_total'].iloc[i]}")
+    key = run_key(out) + ["round"]
+    dup = out.duplicated(subset=key).to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise UserError(f"{_where(source, i, 'round')}: duplicate (run, round) key "
+                        f"{tuple(out.loc[i, key])}; each run may list each round once")
+    return out.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def read_grid(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate an error grid from ``.csv`` or ``.parquet``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such grid file")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            df = pd.read_csv(path)
+        else:
+            raise UserError(f"{path}: unknown grid format {path.suffix!r}; use .csv or .parquet")
+    except UserError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise UserError(f"{path}: not a readable grid file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    return validate(df, source=str(path))
+
+
+def write_grid(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Validate ``df`` and write it to ``.csv`` or ``.parquet`` atomically (tmp, then rename):
+    a failed write leaves an existing file as it was."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise UserError(f"{path}: unknown grid format {path.suffix!r}; use .csv or .parquet")
+    out = validate(df, source=str(path))
+    cols = list(COLUMNS) + [c for c in out.columns if c not in COLUMNS]
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".csv":
+        out[cols].to_csv(tmp, index=False)
+    else:
+        out[cols].to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def random_errors(df: pd.DataFrame) -> pd.Series:
+    """Random-guess error per row: the ``random_error`` column, else the task registry's."""
+    if "random_error" in df.columns and df["random_error"].notna().all():
+        return df["random_error"].astype(float)
+    return df["task"].map(_registry_random_error).astype(float)

@@ -1,0 +1,127 @@
+"""The pruning scaling law of Rosenfeld et al. (ICML 2021), written once.
+
+Notation: ``d`` density (fraction of prunable weights left, in (0, 1]), ``l`` depth, ``w`` width,
+``n`` training-set size, ``eps_np`` the dense (unpruned) error of that network, ``eps_up`` the
+high-error plateau, ``p`` the transition density, ``gamma`` the slope of the power-law region.
+
+Eq. 1 (one network), real form::
+
+    eps(d) = eps_np * [(d^2 + p^2 (eps_up/eps_np)^(2/gamma)) / (d^2 + p^2)]^(gamma/2)
+
+computed in log space (``logaddexp``) so that tiny densities neither overflow nor lose precision::
+
+    log eps = log eps_np + gamma/2 * [logaddexp(2 log d, 2 log p + 2/gamma log(eps_up/eps_np))
+                                      - logaddexp(2 log d, 2 log p)]
+
+Joint form: ``d`` is replaced by the invariant ``m* = l^phi w^psi d`` and ``p`` by a global
+``p'``. The dense error of a configuration nobody trained comes from the envelope of
+Rosenfeld et al. (ICLR 2020)::
+
+    eps_tilde(m, n) = a n^-alpha + b m^-beta + c_inf
+    eps_np = eps0 * eps_tilde / sqrt(eps_tilde^2 + eta^2)        (eps0: random-guess error)
+
+Every function takes the array namespace ``xp`` (``numpy`` by default, ``pytensor.tensor`` in
+the PyMC model) so least squares, the likelihood, queries and plots evaluate the same code.
+Inputs broadcast against each other; outputs have the broadcast shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PruneLaw",
+    "DenseLaw",
+    "log_eq1",
+    "log_invariant",
+    "log_error",
+    "error",
+    "log_dense_error",
+    "dense_error",
+]
+
+
+@dataclass(frozen=True)
+class PruneLaw:
+    """Coefficients of the joint pruning law (arrays or scalars, numpy or pytensor).
+
+    Attributes
+    ----------
+    gamma : slope of the power-law region, > 0 (log-log slope of error vs density is -gamma).
+    p_prime : transition point in units of the invariant ``m* = l^phi w^psi d``, > 0.
+        With ``phi = psi = 0`` it is the transition density ``p`` of one network (Eq. 1).
+    eps_up : high-error plateau reached as ``d -> 0``, in (0, 1].
+    phi, psi : exponents of depth and width in the invariant.
+    """
+
+    gamma: Any
+    p_prime: Any
+    eps_up: Any
+    phi: Any = 0.0
+    psi: Any = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class DenseLaw:
+    """Coefficients of the dense-error envelope ``eps_tilde = a n^-alpha + b m^-beta + c_inf``.
+
+    ``eta`` is the width of the transition from the power law to the random-guess error ``eps0``
+    (``eps_np = eps0 * eps_tilde / sqrt(eps_tilde^2 + eta^2)``). All coefficients are >= 0.
+    """
+
+    a: Any
+    alpha: Any
+    b: Any
+    beta: Any
+    c_inf: Any
+    eta: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def log_eq1(log_d, log_eps_np, log_eps_up, gamma, log_p, xp=np):
+    """Log of Eq. 1 for one network, every input already in log space except ``gamma``."""
+    two_log_d = 2.0 * log_d
+    upper = xp.logaddexp(two_log_d, 2.0 * log_p + (2.0 / gamma) * (log_eps_up - log_eps_np))
+    lower = xp.logaddexp(two_log_d, 2.0 * log_p)
+    return log_eps_np + 0.5 * gamma * (upper - lower)
+
+
+def log_invariant(density, depth, width, phi, psi, xp=np):
+    """``log m* = log d + phi log l + psi log w`` (the joint law's single variable)."""
+    return xp.log(density) + phi * xp.log(depth) + psi * xp.log(width)
+
+
+def log_error(density, depth, width, eps_np, law: PruneLaw, xp=np):
+    """Log of the joint law's predicted error at ``density`` for a network of dense error
+    ``eps_np``. With ``law.phi = law.psi = 0`` this is Eq. 1 with ``p = law.p_prime``."""
+    log_m = log_invariant(density, depth, width, law.phi, law.psi, xp=xp)
+    return log_eq1(log_m, xp.log(eps_np), xp.log(law.eps_up), law.gamma, xp.log(law.p_prime), xp=xp)
+
+
+def error(density, depth, width, eps_np, law: PruneLaw, xp=np):
+    """The joint law's predicted error (``exp`` of :func:`log_error`)."""
+    return xp.exp(log_error(density, depth, width, eps_np, law, xp=xp))
+
+
+def log_dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
+    """Log dense error of a network with ``params`` weights trained on ``n_train`` examples,
+    from the envelope of Rosenfeld et al. (ICLR 2020); ``eps0`` is the random-guess error."""
+    log_tilde = xp.logaddexp(
+        xp.logaddexp(xp.log(dense.a) - dense.alpha * xp.log(n_train),
+                     xp.log(dense.b) - dense.beta * xp.log(params)),
+        xp.log(dense.c_inf),
+    )
+    return xp.log(eps0) + log_tilde - 0.5 * xp.logaddexp(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
+
+
+def dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
+    """The dense-error envelope (``exp`` of :func:`log_dense_error`)."""
+    return xp.exp(log_dense_error(params, n_train, dense, eps0, xp=xp))
