@@ -84,6 +84,11 @@ def run_key(df: pd.DataFrame) -> list[str]:
     return RUN_KEY + (["run_id"] if "run_id" in df.columns else [])
 
 
+def _show(value) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    return repr(value)
+
+
 def _where(source: str, row: int, column: str) -> str:
     # Rows are counted as in the file: the header is line 1, the first data row is row 2.
     return f"{source}: row {row + 2}, column '{column}'"
@@ -114,19 +119,20 @@ def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
         bad = num.isna().to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise UserError(f"{_where(source, i, col)}: {out[col].iloc[i]!r} is not a number")
+            raise UserError(f"{_where(source, i, col)}: {_show(out[col].iloc[i])} is not a number")
         if col in INT_COLUMNS:
             frac = (num != np.round(num)).to_numpy()
             if frac.any():
                 i = int(np.argmax(frac))
-                raise UserError(f"{_where(source, i, col)}: {num.iloc[i]!r} is not an integer")
+                raise UserError(f"{_where(source, i, col)}: {_show(num.iloc[i])} is not an integer")
             num = num.astype(np.int64)
         out[col] = num
     for col, is_bad, expected in _RANGES:
         bad = is_bad(out[col]).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise UserError(f"{_where(source, i, col)}: {out[col].iloc[i]!r} is not {expected}")
+            value = _show(out[col].iloc[i])
+            raise UserError(f"{_where(source, i, col)}: {value} is not {expected}")
     over = (out["params_nonzero"] > out["params_total"]).to_numpy()
     if over.any():
         i = int(np.argmax(over))

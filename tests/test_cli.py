@@ -1,0 +1,72 @@
+"""The command line of the foundation: help, lsq output contract, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bayes_prune.cli import main
+from bayes_prune.grid import write_grid
+from bayes_prune.synthetic import simulate_grid
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "bayes_prune.cli", *args],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def grid_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("g") / "grid.csv"
+    write_grid(simulate_grid(depths=(2, 3), widths=(16, 64), n_trains=(1000, 4000), seeds=(0,)),
+               path)
+    return path
+
+
+def test_help_explains_every_argument():
+    out = _run("--help")
+    assert out.returncode == 0 and "lsq" in out.stdout
+    out = _run("lsq", "--help")
+    for word in ("GRID", "--form", "single", "joint", "--json", "delta"):
+        assert word in out.stdout
+
+
+def test_lsq_json_contract(grid_csv, capsys):
+    assert main(["lsq", str(grid_csv), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4
+    for row in rows:
+        assert set(row) == {"arch", "task", "coefficients", "delta_mean", "delta_std",
+                            "n_points"}
+        assert set(row["coefficients"]) == {"gamma", "p_prime", "phi", "psi", "eps_up"}
+    assert main(["lsq", str(grid_csv), "--form", "single", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 32 and "p" in rows[0]["coefficients"]
+
+
+def test_lsq_table(grid_csv, capsys):
+    assert main(["lsq", str(grid_csv)]) == 0
+    assert "delta mean=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("test_error", "err", 1), "missing column(s) test_error"),
+    (lambda t: t.replace(",0,0,1.0,", ",0,0,0.0,", 1), "row 2, column 'density': 0.0 is not"),
+])
+def test_bad_grid_exits_nonzero_with_one_line(grid_csv, tmp_path, edit, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(edit(grid_csv.read_text()))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = _run("lsq", str(bad), "--json")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1 and message in out.stderr
+    assert out.stderr.startswith("bayes-prune: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_synth_writes_a_labelled_grid(tmp_path, capsys):
+    assert main(["synth", "-o", str(tmp_path / "s.csv"), "--n-test", "500"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    assert "synthetic" in (tmp_path / "s.csv").read_text()

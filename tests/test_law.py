@@ -1,0 +1,68 @@
+"""The law against hand-computed values and its limits (see bayes_prune.law)."""
+
+import numpy as np
+import pytest
+
+from bayes_prune.law import DenseLaw, PruneLaw, dense_error, error, log_error
+
+
+def test_eq1_hand_computed():
+    # eps = 0.1 * [(0.1^2 + 0.1^2 * 9^(2/2)) / (0.1^2 + 0.1^2)]^(2/2) = 0.1 * 0.10 / 0.02 = 0.5
+    law = PruneLaw(gamma=2.0, p_prime=0.1, eps_up=0.9)
+    assert error(0.1, 1, 1, 0.1, law) == pytest.approx(0.5, rel=1e-12)
+    # gamma = 1: 0.1 * sqrt((0.04 + 0.01 * 64) / (0.04 + 0.01)) = 0.1 * sqrt(13.6)
+    law = PruneLaw(gamma=1.0, p_prime=0.1, eps_up=0.8)
+    assert error(0.2, 1, 1, 0.1, law) == pytest.approx(0.1 * np.sqrt(13.6), rel=1e-12)
+
+
+def test_dense_envelope_hand_computed():
+    # eps_tilde = 100^-0.5 + 400^-0.5 + 0.05 = 0.2; eps_np = 0.9 * 0.2 / sqrt(0.2^2 + 0.15^2)
+    dense = DenseLaw(a=1.0, alpha=0.5, b=1.0, beta=0.5, c_inf=0.05, eta=0.15)
+    assert dense_error(400, 100, dense, 0.9) == pytest.approx(0.72, rel=1e-12)
+
+
+LAW = PruneLaw(gamma=1.7, p_prime=0.03, eps_up=0.9)
+
+
+def test_plateaus():
+    assert error(1.0, 1, 1, 0.05, PruneLaw(1.7, 1e-6, 0.9)) == pytest.approx(0.05, rel=1e-6)
+    assert error(1e-12, 1, 1, 0.05, LAW) == pytest.approx(0.9, rel=1e-6)
+
+
+def test_power_law_slope_is_minus_gamma():
+    # Between the plateaus (eps_np << eps << eps_up) the log-log slope is -gamma.
+    law = PruneLaw(gamma=1.7, p_prime=1e-3, eps_up=0.9)
+    eps_np = 1e-9  # far below eps_up, so the power-law region spans many decades
+    d = np.array([0.1, 0.101])
+    slope = np.diff(log_error(d, 1, 1, eps_np, law)) / np.diff(np.log(d))
+    assert slope[0] == pytest.approx(-1.7, rel=1e-3)
+
+
+def test_monotone_in_density():
+    d = np.logspace(-8, 0, 400)
+    eps = error(d, 3, 64, 0.08, PruneLaw(2.2, 0.5, 0.88, phi=0.4, psi=1.1))
+    assert np.all(np.diff(eps) < 0)
+    assert np.all((eps > 0.08) & (eps < 0.88))
+
+
+def test_invariant_collapses_configurations():
+    # Equal m* = l^phi w^psi d and equal eps_np give equal error.
+    law = PruneLaw(gamma=2.0, p_prime=0.7, eps_up=0.9, phi=0.5, psi=1.2)
+    l1, w1, d1 = 4.0, 32.0, 0.05
+    l2, w2 = 2.0, 64.0
+    d2 = d1 * (l1 / l2) ** 0.5 * (w1 / w2) ** 1.2
+    assert error(d1, l1, w1, 0.1, law) == pytest.approx(error(d2, l2, w2, 0.1, law), rel=1e-12)
+
+
+def test_log_space_is_finite_at_tiny_densities():
+    d = np.array([1e-300, 1e-200, 1e-30])
+    out = log_error(d, 2, 16, 1e-8, PruneLaw(gamma=0.05, p_prime=1e-3, eps_up=0.9))
+    assert np.all(np.isfinite(out))
+    assert np.exp(out[0]) == pytest.approx(0.9, rel=1e-9)
+
+
+def test_broadcasts_over_draws_and_configurations():
+    gamma = np.array([1.5, 2.0, 2.5])[:, None]  # draws x 1
+    law = PruneLaw(gamma=gamma, p_prime=0.5, eps_up=0.9, phi=0.3, psi=1.0)
+    out = error(np.array([1.0, 0.1, 0.01, 0.001]), 2, 32, 0.1, law)
+    assert out.shape == (3, 4)
