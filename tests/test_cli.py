@@ -70,3 +70,10 @@ def test_synth_writes_a_labelled_grid(tmp_path, capsys):
     assert main(["synth", "-o", str(tmp_path / "s.csv"), "--n-test", "500"]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out
     assert "synthetic" in (tmp_path / "s.csv").read_text()
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and out.count("(true ") == 20
+    assert (tmp_path / "grid.csv").is_file()
