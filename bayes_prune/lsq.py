@@ -23,10 +23,10 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from .errors import UserError
-from .grid import GROUP_KEY, run_key
-from .law import PruneLaw, log_error
+from .grid import GROUP_KEY, random_errors, run_key
+from .law import DenseLaw, PruneLaw, log_dense_error, log_error
 
-__all__ = ["LsqFit", "observed_errors", "run_dense_errors", "fit_group", "fit"]
+__all__ = ["LsqFit", "observed_errors", "run_dense_errors", "fit_group", "fit", "fit_dense"]
 
 FORMS = ("single", "joint")
 NETWORK_KEY = GROUP_KEY + ["depth", "width", "n_train"]  # one network of the single form
@@ -130,3 +130,38 @@ def fit(grid: pd.DataFrame, form: str = "joint") -> list[LsqFit]:
         raise UserError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     keys = GROUP_KEY if form == "joint" else NETWORK_KEY
     return [fit_group(g, form) for _, g in grid.groupby(keys, sort=True)]
+
+
+# Dense-envelope fit, in the parametrisation (log a, alpha, log b, beta, log c_inf, log eta).
+_DENSE_LOWER = np.array([-12.0, 0.0, -12.0, 0.0, -14.0, -6.0])
+_DENSE_UPPER = np.array([12.0, 3.0, 12.0, 3.0, 0.0, 3.0])
+
+
+def _dense_law(theta: np.ndarray) -> DenseLaw:
+    return DenseLaw(a=np.exp(theta[0]), alpha=theta[1], b=np.exp(theta[2]), beta=theta[3],
+                    c_inf=np.exp(theta[4]), eta=np.exp(theta[5]))
+
+
+def fit_dense(df: pd.DataFrame) -> DenseLaw:
+    """Least-squares fit of the dense-error envelope to one group's dense (round 0) points,
+    minimising the relative deviation as :func:`fit_group` does; ``eps0`` per row is the
+    task's random-guess error (:func:`bayes_prune.grid.random_errors`)."""
+    dense = df[df["round"] == 0]
+    if dense.empty:
+        raise UserError("the dense-error fit needs dense points (round 0); none were given")
+    params = dense["params_total"].to_numpy(float)
+    n = dense["n_train"].to_numpy(float)
+    log_obs, eps0 = np.log(observed_errors(dense)), random_errors(dense).to_numpy(float)
+
+    def residual(theta):
+        return np.expm1(log_dense_error(params, n, _dense_law(theta), eps0) - log_obs)
+
+    best = None
+    floor = np.log(max(observed_errors(dense).min() / 2, 1e-6))
+    for alpha0, beta0 in itertools.product((0.2, 0.5), (0.2, 0.5)):
+        theta0 = np.array([0.0, alpha0, 0.0, beta0, floor, np.log(eps0.mean())])
+        res = least_squares(residual, theta0, bounds=(_DENSE_LOWER, _DENSE_UPPER),
+                            x_scale="jac", max_nfev=3000)
+        if best is None or res.cost < best.cost:
+            best = res
+    return _dense_law(best.x)

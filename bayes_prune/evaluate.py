@@ -1,0 +1,203 @@
+"""Extrapolation evaluation: fit on some configurations, predict others nobody trained.
+
+Every method turns the fitting grid into predictive draws of ``log test_error`` for each
+held-out row, shape ``(rows, draws)``; the held-out rows' own measurements (their dense points
+included) are never shown to a method. Methods:
+
+- ``lsq``: the paper's least squares, joint law per (arch, task) group, dense error from the
+  least-squares dense envelope; one draw, no band (``coverage_*`` is ``None``).
+- ``bootstrap``: the same fit repeated on configurations resampled with replacement; bands are
+  percentiles of the refits, the usual way scaling-law fits get error bars.
+- ``bayes``: the hierarchical model's posterior prediction band (:mod:`bayes_prune.fit`).
+
+Scores per group and method: ``delta = (pred - obs) / obs`` with ``pred`` the draws' median;
+median ``|delta|``, mean and std of ``delta``; coverage of the central 50 % and 90 % bands; and
+the mean log predictive density ``lpd`` of the observed errors under a normal approximation of
+each point's predictive log error (for ``lsq``, its fitting residual sd).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import lsq
+from .errors import UserError
+from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, random_errors
+from .law import log_dense_error, log_error
+
+__all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
+           "predict_bayes", "score", "evaluate", "fit_quality"]
+
+METHODS = ("bayes", "lsq", "bootstrap")
+
+
+def parse_split(text: str) -> float:
+    """``'params<=X'`` -> X: the fitting set is every configuration with at most X weights."""
+    m = re.fullmatch(r"\s*params\s*<=\s*([0-9.eE+]+)\s*", text)
+    if not m:
+        raise UserError(f"--split {text!r} is not of the form params<=X (e.g. params<=20000)")
+    return float(m.group(1))
+
+
+def split_grid(grid: pd.DataFrame, max_params: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fitting set, held-out set): configurations with ``params_total <= max_params`` vs the
+    rest. Both must be non-empty."""
+    small = grid["params_total"] <= max_params
+    if small.all() or not small.any():
+        raise UserError(f"--split params<={max_params:g} leaves an empty "
+                        f"{'held-out' if small.all() else 'fitting'} set; params_total ranges "
+                        f"{grid['params_total'].min()}..{grid['params_total'].max()}")
+    return grid[small].reset_index(drop=True), grid[~small].reset_index(drop=True)
+
+
+def _lsq_group_fit(fit_rows: pd.DataFrame):
+    return lsq.fit_group(fit_rows, "joint"), lsq.fit_dense(fit_rows)
+
+
+def _log_predict(rows: pd.DataFrame, joint: lsq.LsqFit, dense) -> np.ndarray:
+    eps0 = random_errors(rows).to_numpy(float)
+    log_np = log_dense_error(rows["params_total"].to_numpy(float),
+                             rows["n_train"].to_numpy(float), dense, eps0)
+    return log_error(rows["density"].to_numpy(float), rows["depth"].to_numpy(float),
+                     rows["width"].to_numpy(float), np.exp(log_np), joint.law)
+
+
+def _by_group(fit_grid, holdout, per_group: Callable) -> np.ndarray:
+    """Apply ``per_group(fit_rows, held_rows) -> (n_held, draws)`` to each (arch, task) group
+    of the held-out set and stack the answers in ``holdout``'s row order."""
+    parts, index = [], []
+    for key, held in holdout.groupby(GROUP_KEY, sort=False):
+        mask = (fit_grid[GROUP_KEY] == pd.Series(key, index=GROUP_KEY)).all(axis=1)
+        if not mask.any():
+            raise UserError(f"held-out group {'/'.join(key)} has no configuration in the "
+                            "fitting set; least squares cannot predict it")
+        parts.append(per_group(fit_grid[mask], held))
+        index.append(held.index.to_numpy())
+    order = np.argsort(np.concatenate(index))
+    return np.concatenate(parts)[order]
+
+
+def predict_lsq(fit_grid: pd.DataFrame, holdout: pd.DataFrame) -> np.ndarray:
+    """Least-squares predictions of ``log test_error``, shape ``(rows, 1)``."""
+    def one(fit_rows, held):
+        return _log_predict(held, *_lsq_group_fit(fit_rows))[:, None]
+    return _by_group(fit_grid, holdout, one)
+
+
+def predict_bootstrap(fit_grid: pd.DataFrame, holdout: pd.DataFrame, n_boot: int = 40,
+                      seed: int = 0) -> np.ndarray:
+    """Bootstrap least squares: ``n_boot`` refits on configurations resampled with replacement
+    (each started from the full fit), shape ``(rows, n_boot)``."""
+    rng = np.random.default_rng(seed)
+
+    def one(fit_rows, held):
+        full = lsq.fit_group(fit_rows, "joint")
+        config = fit_rows.groupby(CONFIG_KEY, sort=False).ngroup().to_numpy()
+        members = [np.flatnonzero(config == c) for c in range(config.max() + 1)]
+        draws = []
+        for _ in range(n_boot):
+            pick = rng.integers(0, len(members), len(members))
+            # Each copy of a configuration gets its own seeds so that run keys stay unique.
+            sample = pd.concat([fit_rows.iloc[members[c]].assign(
+                seed=fit_rows["seed"].iloc[members[c]] + 1_000_000 * i)
+                for i, c in enumerate(pick)], ignore_index=True)
+            draws.append(_log_predict(held, *_bootstrap_refit(sample, full)))
+        return np.stack(draws, axis=1)
+    return _by_group(fit_grid, holdout, one)
+
+
+def _bootstrap_refit(sample: pd.DataFrame, full: lsq.LsqFit):
+    try:
+        return lsq.fit_group(sample, "joint"), lsq.fit_dense(sample)
+    except (ValueError, FloatingPointError):  # a degenerate resample: keep the full fit
+        return full, lsq.fit_dense(sample)
+
+
+def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame, **fit_kwargs) -> np.ndarray:
+    """Posterior prediction-band draws of ``log test_error``, shape ``(rows, draws)``."""
+    from .fit import fit
+
+    posterior = fit(fit_grid, **fit_kwargs)
+    return np.log(posterior.predict_draws(holdout, band="prediction"))
+
+
+def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None = None) -> dict:
+    """Scores of predictive draws ``(rows, draws)`` of log error against ``holdout``."""
+    obs = lsq.observed_errors(holdout)
+    log_obs = np.log(obs)
+    pred = np.exp(np.median(log_draws, axis=1))
+    delta = (pred - obs) / obs
+    out = {"n_holdout": int(len(holdout)), "median_abs_delta": float(np.median(np.abs(delta))),
+           "delta_mean": float(delta.mean()), "delta_std": float(delta.std())}
+    banded = log_draws.shape[1] > 1
+    for level in (50, 90):
+        if banded:
+            lo, hi = np.percentile(log_draws, [50 - level / 2, 50 + level / 2], axis=1)
+            out[f"coverage_{level}"] = float(np.mean((log_obs >= lo) & (log_obs <= hi)))
+        else:
+            out[f"coverage_{level}"] = None
+    mu = log_draws.mean(axis=1)
+    sd = log_draws.std(axis=1) if banded else np.full_like(mu, noise_sd or np.nan)
+    sd = np.maximum(sd, 1e-6)
+    lpd = -0.5 * ((log_obs - mu) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) - log_obs
+    out["lpd"] = float(lpd.mean())
+    return out
+
+
+def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
+             methods: Sequence[str] = METHODS, n_boot: int = 40, seed: int = 0,
+             **fit_kwargs) -> list[dict]:
+    """Scores per (arch, task) group of ``holdout`` and method, as ``evaluate --json`` prints
+    them: keys arch, task, method, n_holdout, median_abs_delta, delta_mean, delta_std,
+    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(METHODS)}")
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        if method == "lsq":
+            draws = predict_lsq(fit_grid, holdout)
+        elif method == "bootstrap":
+            draws = predict_bootstrap(fit_grid, holdout, n_boot=n_boot, seed=seed)
+        else:
+            draws = predict_bayes(fit_grid, holdout, seed=seed, **fit_kwargs)
+        seconds = time.perf_counter() - start
+        noise = _lsq_residual_sd(fit_grid) if method == "lsq" else None
+        for key, held in holdout.groupby(GROUP_KEY, sort=True):
+            i = held.index.to_numpy()
+            rows.append({"arch": key[0], "task": key[1], "method": method,
+                         **score(held, draws[i], noise_sd=noise), "seconds": seconds})
+    return rows
+
+
+def _lsq_residual_sd(fit_grid: pd.DataFrame) -> float:
+    # Spread of log(obs/pred) on the fitting set: the noise level a least-squares user would
+    # quote, used only for the lsq method's lpd.
+    return float(np.std(np.log1p(np.concatenate([f.delta for f in lsq.fit(fit_grid)]))))
+
+
+def fit_quality(grid: pd.DataFrame) -> pd.DataFrame:
+    """The paper's fit-quality table per (arch, task): mean and std of delta for Eq. 1 per
+    network (``single_*``) and for the joint law (``joint_*``), and the seed-to-seed std of
+    the error (relative to the mean over seeds at the same configuration and round)."""
+    rows = []
+    for key, g in grid.groupby(GROUP_KEY, sort=True):
+        single = np.concatenate([f.delta for f in lsq.fit(g, "single")])
+        joint = lsq.fit_group(g, "joint").delta
+        mean = g.groupby(CONFIG_KEY + ["round"])["test_error"].transform("mean")
+        n_seeds = g.groupby(CONFIG_KEY + ["round"])["seed"].transform("count")
+        rel = ((g["test_error"] - mean) / mean)[(n_seeds > 1) & (mean > 0)]
+        rows.append({"arch": key[0], "task": key[1],
+                     "configurations": int(len(g[CONFIG_KEY].drop_duplicates())),
+                     "runs": int(len(g[RUN_KEY].drop_duplicates())), "points": int(len(g)),
+                     "single_delta_mean": single.mean(), "single_delta_std": single.std(),
+                     "joint_delta_mean": joint.mean(), "joint_delta_std": joint.std(),
+                     "seed_std": float(rel.std()) if len(rel) else float("nan")})
+    return pd.DataFrame(rows)
