@@ -120,7 +120,89 @@ def _run_demo(args) -> None:
               f"std={f.delta_std:.2%}")
 
 
-COMMANDS = (_add_lsq, _add_synth, _add_demo)
+DEFAULT_STORE = "runs/bayes_prune.sqlite"
+
+
+def _add_grid(sub) -> None:
+    p = sub.add_parser(
+        "grid", help="train an IMP grid into the store; its status; export it",
+        description="Iterative magnitude pruning with weight rewinding over a grid spec "
+                    "(TOML: task, arch, depths, widths, n_trains, seeds, rounds, [recipe]). "
+                    "Every round is committed to an SQLite store as it finishes; re-running a "
+                    "spec skips finished runs and resumes interrupted ones.")
+    gsub = p.add_subparsers(title="grid commands", metavar="ACTION", required=True)
+    run = gsub.add_parser("run", help="run every run of SPEC that is not done yet",
+                          description="Run (or resume) every IMP run of SPEC; safe to kill "
+                                      "and re-run at any time.")
+    run.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file (see experiments/)")
+    run.add_argument("--store", default=DEFAULT_STORE,
+                     help=f"SQLite results store (default: {DEFAULT_STORE})")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="'auto' uses CUDA when a GPU is visible, else the CPU (default: auto)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="runs trained at once, one process each (default: 1)")
+    run.add_argument("--data-dir", default=None,
+                     help="directory holding the data files (Fashion-MNIST IDX, CIFAR-10 "
+                          "batches); default: the system location, else download")
+    run.set_defaults(func=_run_grid_run)
+    status = gsub.add_parser("status", help="done / running / left per group of SPEC")
+    status.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file")
+    status.add_argument("--store", default=DEFAULT_STORE,
+                        help=f"SQLite results store (default: {DEFAULT_STORE})")
+    status.set_defaults(func=_run_grid_status)
+    export = gsub.add_parser("export", help="write the store as an error grid (CSV/Parquet)")
+    export.add_argument("--store", required=True, help="SQLite results store to read")
+    export.add_argument("-o", "--output", required=True, metavar="GRID",
+                        help="error grid to write, .csv or .parquet")
+    export.set_defaults(func=_run_grid_export)
+
+
+def _run_grid_run(args) -> None:
+    from .imp import run_grid
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)  # every check before the store is touched
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir)
+    for cfg, err in failures:
+        print(f"run {cfg.run_id} (depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} "
+              f"seed={cfg.seed}) failed: {err}", file=sys.stderr)
+    if failures:
+        raise UserError(f"{len(failures)} run(s) failed; `bayes-prune grid status` lists them, "
+                        "re-running retries them")
+
+
+def _run_grid_status(args) -> None:
+    from pathlib import Path
+
+    from .spec import load_spec
+    from .store import Store
+
+    spec = load_spec(args.spec)
+    runs = spec.runs()
+    status = Store(args.store).statuses() if Path(args.store).is_file() else {}
+    counts = {s: sum(status.get(c.run_id) == s for c in runs) for s in ("done", "running",
+                                                                        "failed")}
+    left = len(runs) - sum(counts.values())
+    print(f"{spec.arch}/{spec.task} ({spec.name}): {counts['done']} done, {counts['running']} "
+          f"running or interrupted, {counts['failed']} failed, {left} left of {len(runs)}")
+    for cfg in runs:
+        if status.get(cfg.run_id) == "failed":
+            print(f"  failed: {cfg.run_id} depth={cfg.depth} width={cfg.width} "
+                  f"n_train={cfg.n_train} seed={cfg.seed}")
+
+
+def _run_grid_export(args) -> None:
+    from .grid import write_grid
+    from .store import Store
+
+    grid = Store(args.store, create=False).export()
+    write_grid(grid, args.output)
+    print(f"wrote {len(grid)} rows ({grid['run_id'].nunique()} runs) to {args.output}")
+
+
+COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,256 @@
+"""Iterative magnitude pruning with weight rewinding (Frankle et al. 2020; the protocol of
+Rosenfeld et al. 2021), one run at a time, resumable round by round.
+
+Round 0 trains the dense network for ``steps`` steps and keeps the weights ``W_k`` it had at
+``rewind_step``. Each later round prunes ``prune_fraction`` of the remaining prunable weights
+by global magnitude, resets the survivors to ``W_k``, retrains steps ``k..T`` with the masks
+enforced after every optimizer step, and evaluates on the full test set. A run stops at its
+spec's ``rounds`` or once its test error is within ``stop_within`` (relative) of random
+guessing: the law's slope and high plateau are only identified by data that reach it.
+
+All randomness of round ``r`` (data order) comes from ``(seed, r)``, and initialisation from
+``seed``: a run resumed from its checkpoint gives the numbers an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .nets import build_model, count_params, prunable
+from .prune import density, magnitude_prune
+from .spec import Recipe, RunConfig
+from .store import Store
+from .tasks import TaskData, load_task
+
+__all__ = ["resolve_device", "train", "evaluate", "run_imp"]
+
+EVAL_BATCH = 2048
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from .errors import UserError
+
+        raise UserError("--device cuda was asked for but no CUDA device is visible; "
+                        "use --device auto or cpu")
+    return device
+
+
+def _lr(recipe: Recipe, step: int) -> float:
+    scale = 0.5 * (1 + math.cos(math.pi * step / recipe.steps)) if recipe.schedule == "cosine" \
+        else 1.0
+    if step < recipe.warmup:
+        scale *= (step + 1) / recipe.warmup
+    return recipe.lr * scale
+
+
+def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               nesterov=True, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def train(model, masks: Sequence[torch.Tensor], data: TaskData, recipe: Recipe, start: int,
+          generator: torch.Generator, hooks: Sequence[Callable[[int], None]] = ()) -> float:
+    """Train ``model`` from step ``start`` to ``recipe.steps`` with ``masks`` enforced; each
+    hook is called with the step number before that step. Returns the mean training loss of
+    the last 100 steps."""
+    weights = [p for _, p in prunable(model)]
+    opt = _optimizer(recipe, model)
+    n = data.y_train.numel()
+    order = torch.randperm(n, generator=generator)
+    pos, losses = 0, []
+    model.train()
+    for step in range(start, recipe.steps):
+        for hook in hooks:
+            hook(step)
+        if pos + recipe.batch_size > n:  # a new epoch: a new order
+            order, pos = torch.randperm(n, generator=generator), 0
+        idx = order[pos:pos + recipe.batch_size].to(data.x_train.device)
+        pos += recipe.batch_size
+        for group in opt.param_groups:
+            group["lr"] = _lr(recipe, step)
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for w, m in zip(weights, masks, strict=True):
+                w.mul_(m)
+        losses.append(loss.detach())
+    return float(torch.stack(losses[-100:]).mean()) if losses else float("nan")
+
+
+@torch.no_grad()
+def evaluate(model, data: TaskData) -> int:
+    """Number of test mistakes of ``model`` on the full test set."""
+    model.eval()
+    wrong = 0
+    for i in range(0, data.y_test.numel(), EVAL_BATCH):
+        logits = model(data.x_test[i:i + EVAL_BATCH])
+        wrong += int((logits.argmax(1) != data.y_test[i:i + EVAL_BATCH]).sum())
+    return wrong
+
+
+def _generator(seed: int, round_: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + round_)
+
+
+def run_imp(cfg: RunConfig, store: Store, device: str = "cpu", data_dir: str | None = None,
+            on_round: Callable[[int, dict], None] | None = None) -> None:
+    """Run (or resume) one IMP trajectory, storing every round as it finishes."""
+    run_id, recipe = cfg.run_id, cfg.recipe
+    if store.run_status(run_id) == "done":
+        return
+    data = load_task(cfg.task, cfg.n_train, cfg.seed, device=device, data_dir=data_dir)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, cfg.task, cfg.depth, cfg.width).to(device)
+    total, n_prunable = count_params(model)
+    weights = [p for _, p in prunable(model)]
+    store.start(cfg, device, __version__)
+    ckpt = store.load_checkpoint(run_id)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["trained"])
+        rewind, masks = ckpt["rewind"], [m.to(device) for m in ckpt["masks"]]
+        round_, last = int(ckpt["round"]), ckpt["values"]
+        # A kill between checkpoint and commit leaves the round only in the checkpoint.
+        store.add_round(run_id, round_, last, done=_finished(cfg, round_, last, data))
+    else:
+        round_, last = -1, None
+        masks = [torch.ones_like(w) for w in weights]
+    while last is None or not _finished(cfg, round_, last, data):
+        round_ += 1
+        started = time.perf_counter()
+        if round_ == 0:
+            loss, rewind = _train_dense(model, masks, data, recipe, cfg.seed)
+        else:
+            masks = magnitude_prune(weights, masks, recipe.prune_fraction)
+            model.load_state_dict(rewind)
+            with torch.no_grad():
+                for w, m in zip(weights, masks, strict=True):
+                    w.mul_(m)
+            loss = train(model, masks, data, recipe, recipe.rewind_step,
+                         _generator(cfg.seed, round_))
+        mistakes = evaluate(model, data)
+        kept = int(sum(m.sum() for m in masks))
+        last = {"density": density(masks), "test_error": mistakes / data.y_test.numel(),
+                "test_mistakes": mistakes, "n_test": data.y_test.numel(), "train_loss": loss,
+                "params_total": total, "params_prunable": n_prunable,
+                "params_nonzero": total - n_prunable + kept,
+                "seconds": time.perf_counter() - started}
+        # Checkpoint first, then commit: a kill in between is repaired on resume (above).
+        store.save_checkpoint(run_id, {"round": round_, "values": last, "rewind": rewind,
+                                       "masks": [m.cpu() for m in masks],
+                                       "trained": model.state_dict()})
+        store.add_round(run_id, round_, last, done=_finished(cfg, round_, last, data))
+        if on_round is not None:
+            on_round(round_, last)
+    store.drop_checkpoint(run_id)
+
+
+def _train_dense(model, masks, data, recipe: Recipe, seed: int) -> tuple[float, dict]:
+    """Round 0: train the dense network, keeping its state at the rewind step (W_k)."""
+    rewind: dict = {}
+
+    def keep(step):
+        if step == recipe.rewind_step:
+            rewind.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    loss = train(model, masks, data, recipe, 0, _generator(seed, 0), hooks=(keep,))
+    return loss, rewind
+
+
+def _finished(cfg: RunConfig, round_: int, values: dict, data: TaskData) -> bool:
+    near_random = values["test_error"] >= (1 - cfg.recipe.stop_within) * data.info.random_error
+    return round_ >= cfg.rounds or (round_ > 0 and near_random)
+
+
+# ------------------------------------------------------------------------------ the grid
+
+def _log_line(cfg: RunConfig, round_: int, v: dict) -> str:
+    return (f"{cfg.arch}/{cfg.task} depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} "
+            f"seed={cfg.seed} round {round_:2d}: density {v['density']:.4g} test error "
+            f"{v['test_error']:.4f} ({v['seconds']:.1f} s) [{cfg.run_id}]")
+
+
+def _run_one(cfg: RunConfig, store_path: str, device: str, data_dir: str | None,
+             write: Callable[[str], None], bar: bool = True) -> str | None:
+    """Run one config against the store at ``store_path``; returns an error text or None."""
+    from tqdm.auto import tqdm
+
+    store = Store(store_path)
+    rounds = tqdm(total=cfg.rounds + 1, initial=len(store.rounds(cfg.run_id)), desc="rounds",
+                  unit="round", leave=False, disable=not bar)
+
+    def on_round(r, v):
+        write(_log_line(cfg, r, v))
+        rounds.update()
+
+    try:
+        run_imp(cfg, store, device, data_dir, on_round=on_round)
+        return None
+    except Exception as exc:  # one failed run must not end the grid; it is recorded
+        store.fail(cfg.run_id, f"{type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        rounds.close()
+        store.close()
+
+
+def _worker(cfg, store_path, device, data_dir):
+    torch.set_num_threads(1)  # N workers on N cores
+    return _run_one(cfg, store_path, device, data_dir, write=print, bar=False)
+
+
+def _die_with_parent():
+    try:  # Linux: a killed `grid run` takes its workers with it
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
+             workers: int = 1, data_dir: str | None = None) -> list[tuple[RunConfig, str]]:
+    """Run every config not yet done, in ``workers`` processes; return the failures."""
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    store = Store(store_path)
+    status = store.statuses()
+    store.close()
+    todo = [c for c in runs if status.get(c.run_id) != "done"]
+    failures = []
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run")
+    if workers <= 1:
+        for cfg in todo:
+            err = _run_one(cfg, store_path, device, data_dir, write=tqdm.write)
+            if err:
+                failures.append((cfg, err))
+            bar.update()
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                    initializer=_die_with_parent) as pool:
+            futures = {pool.submit(_worker, c, store_path, device, data_dir): c for c in todo}
+            for fut in cf.as_completed(futures):
+                err = fut.result()
+                if err:
+                    failures.append((futures[fut], err))
+                bar.update()
+    bar.close()
+    return failures

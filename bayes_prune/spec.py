@@ -1,0 +1,181 @@
+"""Grid specs: a TOML file that names a (task, arch) group, its grid and its training recipe.
+
+Example (``experiments/mnist1d_mlp.toml``)::
+
+    task = "mnist1d"
+    arch = "mlp"
+    depths = [1, 2, 3]
+    widths = [16, 32, 64, 128]
+    n_trains = [1000, 2000, 4000]
+    seeds = [0, 1, 2]
+    rounds = 40                 # at most; a run stops earlier once near random guessing
+
+    [recipe]
+    optimizer = "adam"
+    lr = 0.002
+    steps = 2000
+
+Every run of the grid is a :class:`RunConfig`; its ``run_id`` hashes the run's fields and the
+recipe's non-default fields (so adding a field with a default later keeps old ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import UserError
+from .families import check as check_arch
+from .tasks import TASKS, task_info
+
+__all__ = ["Recipe", "RunConfig", "GridSpec", "load_spec"]
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every network of a grid is trained and pruned (IMP with weight rewinding)."""
+
+    optimizer: str = _f("adam", "'adam' or 'sgd' (with momentum, nesterov)")
+    lr: float = _f(2e-3, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum (ignored by adam)")
+    weight_decay: float = _f(0.0, "L2 weight decay")
+    schedule: str = _f("cosine", "'cosine' (decay to 0 at `steps`) or 'constant'")
+    warmup: int = _f(0, "linear warm-up steps")
+    batch_size: int = _f(128, "minibatch size")
+    steps: int = _f(2000, "training steps T of every round")
+    rewind_step: int = _f(40, "step k whose weights W_k survivors are reset to each round")
+    prune_fraction: float = _f(0.2, "fraction of the remaining prunable weights cut per round")
+    stop_within: float = _f(0.1, "stop once test error is within this relative distance of "
+                                 "random guessing")
+
+    def __post_init__(self):
+        rules = [
+            ("optimizer", self.optimizer in ("adam", "sgd"), "'adam' or 'sgd'"),
+            ("schedule", self.schedule in ("cosine", "constant"), "'cosine' or 'constant'"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("batch_size", self.batch_size > 0, "a positive integer"),
+            ("steps", self.steps > 0, "a positive integer"),
+            ("rewind_step", 0 <= self.rewind_step < self.steps, "in [0, steps)"),
+            ("prune_fraction", 0 < self.prune_fraction < 1, "in (0, 1)"),
+            ("stop_within", 0 <= self.stop_within < 1, "in [0, 1)"),
+            ("warmup", 0 <= self.warmup < self.steps, "in [0, steps)"),
+        ]
+        for name, ok, expected in rules:
+            if not ok:
+                raise UserError(f"recipe.{name} = {getattr(self, name)!r} must be {expected}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One IMP run: a network of the grid with its seed and recipe."""
+
+    task: str
+    arch: str
+    depth: int
+    width: int
+    n_train: int
+    seed: int
+    rounds: int
+    recipe: Recipe
+
+    @property
+    def run_id(self) -> str:
+        default = Recipe()
+        recipe = {f.name: getattr(self.recipe, f.name) for f in fields(Recipe)
+                  if getattr(self.recipe, f.name) != getattr(default, f.name)}
+        key = {**{k: v for k, v in asdict(self).items() if k != "recipe"}, "recipe": recipe}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        d = json.loads(text)
+        return cls(**{**d, "recipe": Recipe(**d["recipe"])})
+
+
+_LISTS = ("depths", "widths", "n_trains", "seeds")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A (task, arch) group's grid: depths x widths x n_trains x seeds, one recipe."""
+
+    task: str
+    arch: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    n_trains: tuple[int, ...]
+    seeds: tuple[int, ...]
+    rounds: int = 40
+    recipe: Recipe = Recipe()
+    name: str = "grid"
+
+    def runs(self) -> list[RunConfig]:
+        """Every run of the grid, smallest networks first."""
+        return [RunConfig(self.task, self.arch, d, w, n, s, self.rounds, self.recipe)
+                for d, w, n, s in itertools.product(self.depths, self.widths, self.n_trains,
+                                                    self.seeds)]
+
+
+def load_spec(path: str | Path) -> GridSpec:
+    """Read and check a spec; every problem is a :class:`UserError` naming the field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such spec file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a TOML file ({exc})") from None
+    allowed = {"task", "arch", "rounds", "recipe", *_LISTS}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise UserError(f"{path}: unknown field(s) {', '.join(unknown)}; allowed: "
+                        f"{', '.join(sorted(allowed))}")
+    for name in ("task", "arch", *_LISTS):
+        if name not in raw:
+            raise UserError(f"{path}: missing field '{name}'")
+    if raw["task"] not in TASKS:
+        raise UserError(f"{path}: field 'task': unknown task {raw['task']!r}; known tasks: "
+                        f"{', '.join(TASKS)}")
+    lists = {}
+    for name in _LISTS:
+        values = raw[name]
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise UserError(f"{path}: field '{name}' must be a non-empty list of integers, "
+                            f"got {values!r}")
+        if name != "seeds" and min(values) <= 0:
+            raise UserError(f"{path}: field '{name}' must hold positive integers, "
+                            f"got {min(values)}")
+        lists[name] = tuple(values)
+    rounds = raw.get("rounds", 40)
+    if not isinstance(rounds, int) or rounds < 1:
+        raise UserError(f"{path}: field 'rounds' must be an integer >= 1, got {rounds!r}")
+    recipe_raw = raw.get("recipe", {})
+    names = {f.name for f in fields(Recipe)}
+    bad = sorted(set(recipe_raw) - names)
+    if bad:
+        raise UserError(f"{path}: unknown recipe field(s) {', '.join(bad)}; allowed: "
+                        f"{', '.join(sorted(names))}")
+    try:
+        recipe = Recipe(**recipe_raw)
+        for depth, width in itertools.product(lists["depths"], lists["widths"]):
+            check_arch(raw["arch"], depth, width)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    pool = task_info(raw["task"]).train_pool
+    if max(lists["n_trains"]) > pool:
+        raise UserError(f"{path}: field 'n_trains': {max(lists['n_trains'])} exceeds the "
+                        f"{pool} training examples of {raw['task']}")
+    return GridSpec(raw["task"], raw["arch"], lists["depths"], lists["widths"],
+                    lists["n_trains"], lists["seeds"], rounds, recipe, name=path.stem)
