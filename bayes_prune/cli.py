@@ -120,6 +120,373 @@ def _run_demo(args) -> None:
               f"std={f.delta_std:.2%}")
 
 
+def _add_fit(sub) -> None:
+    p = sub.add_parser(
+        "fit", help="fit the hierarchical Bayesian model to an error grid",
+        description="Sample the posterior of the hierarchical model (law coefficients per "
+                    "(arch, task) group, crossed pooling over archs and tasks, a latent dense "
+                    "error per configuration, each run's own offset, relative + binomial "
+                    "noise) and save it as ArviZ InferenceData NetCDF. R-hat, ESS and "
+                    "divergences are checked, stored in the file and printed; a fit that fails "
+                    "them is reported as such.")
+    p.add_argument("grid", metavar="GRID", nargs="+",
+                   help="error grid(s), .csv or .parquet; several are concatenated")
+    p.add_argument("-o", "--output", required=True, metavar="POSTERIOR.nc",
+                   help="where to write the posterior (NetCDF)")
+    p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default="auto",
+                   help="'auto': nutpie when installed, else PyMC's NUTS (default: auto)")
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
+    p.add_argument("--tune", type=int, default=1000,
+                   help="tuning steps per chain (default: 1000)")
+    p.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--cores", type=int, default=None,
+                   help="chains sampled at once (default: the machine's CPU count)")
+    p.add_argument("--likelihood", choices=("normal", "student"), default="normal",
+                   help="observation model on log error (default: normal)")
+    p.add_argument("--p-depends-on-n", action="store_true",
+                   help="variant: log p' gets a slope in log n_train (compare by LOO)")
+    p.add_argument("--loo", action="store_true",
+                   help="store the pointwise log likelihood and print PSIS-LOO")
+    p.add_argument("--priors", metavar="JSON", default=None,
+                   help="JSON file overriding priors, e.g. "
+                        "{\"mu\": {\"mean\": {\"log_gamma\": 0.5}}, \"sigma\": 0.03}")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_fit)
+
+
+def _read_grids(paths) -> pd.DataFrame:  # noqa: F821
+    import pandas as pd
+
+    from .grid import read_grid, validate
+
+    grids = [read_grid(g) for g in paths]
+    if len(grids) == 1:
+        return grids[0]
+    return validate(pd.concat(grids, ignore_index=True), source=" + ".join(paths))
+
+
+def _run_fit(args) -> None:
+    import json as _json
+    from pathlib import Path
+
+    for name in ("draws", "tune", "chains"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: no such directory for the posterior file")
+    priors = None
+    if args.priors:
+        from .model import Priors
+
+        try:
+            priors = Priors.from_dict(_json.loads(Path(args.priors).read_text()))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--priors {args.priors}: {exc}") from None
+    grid = _read_grids(args.grid)
+    from .fit import fit
+
+    post = fit(grid, sampler=args.sampler, draws=args.draws, tune=args.tune,
+               chains=args.chains, seed=args.seed, cores=args.cores,
+               likelihood=args.likelihood, p_depends_on_n=args.p_depends_on_n, priors=priors,
+               log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid))
+    post.save(out)
+    d, s = post.diagnostics, post.meta["settings"]
+    print(f"fitted {len(grid)} points, {len(post.groups)} group(s) with {s['sampler']} in "
+          f"{s['seconds']:.0f} s -> {out}")
+    print(f"diagnostics: max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} "
+          f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: "
+          + ("ok" if d["ok"] else "FAILED (see the warning above)"))
+    if args.loo:
+        import arviz as az
+
+        print(az.loo(post.idata))
+    print(post.coefficient_table().to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _add_query(sub) -> None:
+    p = sub.add_parser(
+        "query", help="credible intervals of the error of any configuration",
+        description="Posterior error of configurations, trained or not, from a saved fit "
+                    "(numpy only: neither torch nor pymc is imported). Several values per "
+                    "option give their cross product. An (arch, task) pair never fitted is "
+                    "predicted by the crossed pooling when its arch and its task were fitted.")
+    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    for opt, typ, what in (("--arch", str, "architecture family, e.g. mlp"),
+                           ("--task", str, "task, e.g. mnist1d"),
+                           ("--depth", int, "depth (hidden layers / conv layers)"),
+                           ("--width", int, "width (units / base channels)"),
+                           ("--n-train", int, "training-set size"),
+                           ("--density", float, "fraction of prunable weights left, (0, 1]")):
+        p.add_argument(opt, type=typ, nargs="+", metavar=opt.strip("-").upper().replace("-", "_"),
+                       help=f"{what}; several values allowed")
+    p.add_argument("--params-total", type=float, nargs="+", metavar="M",
+                   help="dense weight count, one per (depth, width) pair or one for all; "
+                        "needed only for a family the toolkit does not know")
+    p.add_argument("--from-csv", metavar="TABLE",
+                   help="query the rows of a CSV with columns arch, task, depth, width, "
+                        "n_train, density (optional params_total, params_prunable, n_test) "
+                        "instead of the options above")
+    p.add_argument("--level", type=float, default=0.9,
+                   help="credible level of the HDI lower/upper (default: 0.9)")
+    p.add_argument("--band", choices=("expected", "prediction"), default="expected",
+                   help="'expected': the mean error of such a run; 'prediction': where a next "
+                        "measured run falls (adds seed and test-set noise) (default: expected)")
+    p.add_argument("--below", type=float, default=None, metavar="X",
+                   help="also print P(error <= X)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of objects with keys arch, task, depth, width, "
+                        "n_train, density, mean, median, lower, upper, level, band "
+                        "(and p_below with --below)")
+    p.set_defaults(func=_run_query)
+
+
+def _query_rows(args) -> pd.DataFrame:  # noqa: F821
+    import itertools
+
+    import pandas as pd
+
+    if args.from_csv:
+        try:
+            return pd.read_csv(args.from_csv)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--from-csv {args.from_csv}: {exc}") from None
+    names = ("arch", "task", "depth", "width", "n_train", "density")
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise UserError(f"query needs {', '.join(missing)} (or --from-csv TABLE)")
+    rows = pd.DataFrame(list(itertools.product(*(getattr(args, n) for n in names))),
+                        columns=list(names))
+    if args.params_total:
+        shapes = list(itertools.product(args.depth, args.width))
+        if len(args.params_total) == 1:
+            rows["params_total"] = args.params_total[0]
+        elif len(args.params_total) == len(shapes):
+            size = dict(zip(shapes, args.params_total, strict=True))
+            rows["params_total"] = [size[(d, w)] for d, w in zip(rows["depth"], rows["width"],
+                                                                 strict=True)]
+        else:
+            raise UserError(f"--params-total takes 1 value or one per (depth, width) pair "
+                            f"({len(shapes)}), got {len(args.params_total)}")
+    return rows
+
+
+def _run_query(args) -> None:
+    from .posterior import Posterior
+
+    post = Posterior.load(args.posterior)
+    table = post.summary(_query_rows(args), level=args.level, band=args.band, below=args.below)
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=1, default=_plain))
+        return
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else str(x)
+
+
+def _add_design(sub) -> None:
+    p = sub.add_parser(
+        "design", help="the fewest-weights configurations that meet an error target",
+        description="Search the fitted configurations (or a CSV of candidates) at densities "
+                    "0.8^r, r = 0..40, for those whose error is at most --target-error with "
+                    "probability at least --prob under the posterior prediction band; print "
+                    "them fewest non-zero weights first.")
+    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    p.add_argument("--target-error", type=float, required=True, metavar="E",
+                   help="test error to meet, in (0, 1)")
+    p.add_argument("--prob", type=float, required=True, metavar="Q",
+                   help="probability of meeting it, in (0, 1)")
+    p.add_argument("--candidates", metavar="TABLE",
+                   help="CSV of candidate rows (arch, task, depth, width, n_train, density; "
+                        "optional params_total, params_prunable); default: the fitted "
+                        "configurations at densities 0.8^r")
+    p.add_argument("--band", choices=("expected", "prediction"), default="prediction",
+                   help="meet the target for a next run ('prediction') or on average "
+                        "('expected') (default: prediction)")
+    p.add_argument("--top", type=int, default=10, help="rows to print (default: 10)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of objects with keys arch, task, depth, width, "
+                        "n_train, density, params_total, params_nonzero, p_meets, median")
+    p.set_defaults(func=_run_design)
+
+
+def _run_design(args) -> None:
+    import pandas as pd
+
+    from .posterior import Posterior
+
+    post = Posterior.load(args.posterior)
+    cand = None
+    if args.candidates:
+        try:
+            cand = pd.read_csv(args.candidates)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--candidates {args.candidates}: {exc}") from None
+    best = post.design(args.target_error, args.prob, cand, band=args.band).head(args.top)
+    cols = ["arch", "task", "depth", "width", "n_train", "density", "params_total",
+            "params_nonzero", "p_meets", "median"]
+    if args.json:
+        print(json.dumps(best[cols].to_dict(orient="records"), indent=1, default=_plain))
+        return
+    if best.empty:
+        print(f"no candidate reaches error <= {args.target_error} with probability >= "
+              f"{args.prob}")
+        return
+    print(best[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _group_arg(text: str) -> tuple[str, str]:
+    arch, sep, task = text.partition("/")
+    if not sep or not arch or not task:
+        raise UserError(f"{text!r} is not of the form ARCH/TASK (e.g. mlp/mnist1d)")
+    return arch, task
+
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser(
+        "plot", help="posterior plots: curves, collapse, coefficients, calibration",
+        description="Draw a fitted posterior: 'curves' (error vs density per configuration, "
+                    "points per seed, posterior median and 50 %%/90 %% bands), 'collapse' "
+                    "(error vs m* = depth^phi width^psi density), 'coefficients' (forest plots "
+                    "of gamma, p_prime, phi, psi, eps_up across groups), 'calibration' "
+                    "(nominal vs empirical coverage of held-out points).")
+    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    p.add_argument("--kind", choices=("curves", "collapse", "coefficients", "calibration"),
+                   required=True, help="what to draw")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="image to write; the suffix picks the format (.png, .svg, .pdf)")
+    p.add_argument("--grid", nargs="+", metavar="GRID",
+                   help="the grid(s) whose points to draw (curves, collapse); default: the "
+                        "grid(s) the posterior was fitted on, when still where they were")
+    p.add_argument("--group", type=_group_arg, metavar="ARCH/TASK",
+                   help="group to draw (curves, collapse); default: the first fitted group")
+    p.add_argument("--holdout", nargs="+", metavar="GRID",
+                   help="held-out grid(s) for --kind calibration")
+    p.add_argument("--band", choices=("expected", "prediction"), default="prediction",
+                   help="band drawn by --kind curves (default: prediction)")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args) -> None:
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import figures
+    from .posterior import Posterior
+
+    post = Posterior.load(args.posterior)
+    arch, task = args.group or (post.groups["arch"][0], post.groups["task"][0])
+    if args.kind == "coefficients":
+        fig = figures.coefficients(post)
+    elif args.kind == "calibration":
+        if not args.holdout:
+            raise UserError("--kind calibration needs --holdout GRID (points the fit never saw)")
+        fig, cover = figures.calibration(post, _read_grids(args.holdout))
+        print("coverage: " + ", ".join(f"{k:.0%} -> {v:.0%}" for k, v in cover.items()))
+    else:
+        paths = args.grid or post.meta["provenance"]["source"].split(" + ")
+        if not all(Path(g).is_file() for g in paths):
+            raise UserError(f"--kind {args.kind} draws the grid's points: give --grid GRID "
+                            f"(the fitted grid {' + '.join(paths)} is not there)")
+        grid = _read_grids(paths)
+        fn = figures.curves if args.kind == "curves" else figures.collapse
+        fig = fn(post, grid, arch, task, **({"band": args.band} if args.kind == "curves"
+                                             else {}))
+    try:
+        fig.savefig(args.output, dpi=130)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"-o {args.output}: {exc}") from None
+    print(f"wrote {args.output}")
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="P(coefficient of A > coefficient of B) under the posterior",
+        description="Compare one coefficient of two (arch, task) groups: medians, HDIs and the "
+                    "posterior probability that A's exceeds B's. A steeper gamma means error "
+                    "rises faster once pruning bites; a larger p_prime means it bites sooner.")
+    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    p.add_argument("--coef", required=True,
+                   help="gamma, p_prime, phi, psi, eps_up, or a dense-law coefficient "
+                        "(a, alpha, b, beta, c_inf)")
+    p.add_argument("--a", required=True, type=_group_arg, metavar="ARCH/TASK")
+    p.add_argument("--b", required=True, type=_group_arg, metavar="ARCH/TASK")
+    p.add_argument("--level", type=float, default=0.94, help="HDI level (default: 0.94)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: coef, a, b, median_a/b, lower_a/b, upper_a/b, "
+                        "level, p_a_greater")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args) -> None:
+    from .posterior import Posterior
+
+    res = Posterior.load(args.posterior).compare(args.coef, args.a, args.b, args.level)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return
+    for side in ("a", "b"):
+        print(f"{res[side]}: {args.coef} = {res['median_' + side]:.4g} "
+              f"[{res['lower_' + side]:.4g}, {res['upper_' + side]:.4g}] ({res['level']:.0%} HDI)")
+    print(f"P({args.coef} of {res['a']} > {args.coef} of {res['b']}) = {res['p_a_greater']:.3f}")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="extrapolation: fit on some configurations, score the others",
+        description="Fit on the fitting set and predict the held-out set with the Bayesian "
+                    "model and two baselines (the paper's least squares; least squares with "
+                    "bootstrap intervals over configurations); score median |delta|, mean and "
+                    "std of delta, coverage of the 50 %% and 90 %% bands and the log predictive "
+                    "density per (arch, task) group. Also prints the paper's fit-quality table.")
+    p.add_argument("grid", metavar="GRID", nargs="+", help="error grid(s) to fit on")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--holdout", nargs="+", metavar="FILE",
+                     help="held-out grid(s) (e.g. an extrapolation set); GRID is all fitted")
+    how.add_argument("--split", metavar="params<=X",
+                     help="fit the configurations with at most X weights, hold out the rest")
+    p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
+                   default=["bayes", "lsq", "bootstrap"], help="methods (default: all three)")
+    p.add_argument("--draws", type=int, default=500, help="Bayesian draws per chain (500)")
+    p.add_argument("--tune", type=int, default=800, help="Bayesian tuning steps (800)")
+    p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
+    p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list, an object per group and method with keys arch, "
+                        "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
+                        "coverage_50, coverage_90 (null for lsq), lpd, seconds")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> None:
+    from . import evaluate
+
+    grid = _read_grids(args.grid)
+    if args.split:
+        fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
+    else:
+        fit_grid, held = grid, _read_grids(args.holdout)
+    rows = evaluate.evaluate(fit_grid, held, methods=args.methods, n_boot=args.n_boot,
+                             seed=args.seed, draws=args.draws, tune=args.tune,
+                             chains=args.chains, progress=False)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=_plain))
+        return
+    import pandas as pd
+
+    print(f"fitted {len(fit_grid)} points, held out {len(held)}")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print("\nfit quality of the paper's least squares on the fitting set:")
+    print(evaluate.fit_quality(fit_grid).to_string(index=False,
+                                                   float_format=lambda x: f"{x:.4g}"))
+
+
 DEFAULT_STORE = "runs/bayes_prune.sqlite"
 
 
@@ -140,10 +507,25 @@ def _add_grid(sub) -> None:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="'auto' uses CUDA when a GPU is visible, else the CPU (default: auto)")
     run.add_argument("--workers", type=int, default=1,
-                     help="runs trained at once, one process each (default: 1)")
+                     help="runs trained at once, one process each (default: 1; local "
+                          "executor only)")
     run.add_argument("--data-dir", default=None,
                      help="directory holding the data files (Fashion-MNIST IDX, CIFAR-10 "
                           "batches); default: the system location, else download")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="'local': processes on this machine; 'ray': one Ray task per run on "
+                          "a Ray cluster, the store written by this process only "
+                          "(needs `pip install bayes-prune[ray]`) (default: local)")
+    run.add_argument("--address", default="auto",
+                     help="Ray only: 'auto' joins the running cluster, 'local' starts a Ray "
+                          "instance here, HOST:PORT joins that cluster (default: auto)")
+    run.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G",
+                     help="Ray only: GPUs each run asks for; 1 is typical on a GPU cluster "
+                          "(default: 0)")
+    run.add_argument("--max-retries", type=int, default=3, metavar="N",
+                     help="Ray only: times a run is retried after its worker dies or a "
+                          "transient I/O error, resuming from its last stored round; then it "
+                          "is marked failed (default: 3)")
     run.set_defaults(func=_run_grid_run)
     status = gsub.add_parser("status", help="done / running / left per group of SPEC")
     status.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file")
@@ -164,7 +546,17 @@ def _run_grid_run(args) -> None:
     spec = load_spec(args.spec)  # every check before the store is touched
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir)
+    if args.executor == "ray":
+        from .ray_exec import run_grid_ray
+
+        if args.workers != 1:
+            raise UserError("--workers is for --executor local; on Ray, as many runs train at "
+                            "once as the cluster has CPUs (and --gpus-per-run GPUs) for")
+        failures = run_grid_ray(spec.runs(), args.store, args.device, address=args.address,
+                                gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
+                                data_dir=args.data_dir)
+    else:
+        failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir)
     for cfg, err in failures:
         print(f"run {cfg.run_id} (depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} "
               f"seed={cfg.seed}) failed: {err}", file=sys.stderr)
@@ -202,7 +594,8 @@ def _run_grid_export(args) -> None:
     print(f"wrote {len(grid)} rows ({grid['run_id'].nunique()} runs) to {args.output}")
 
 
-COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid)
+COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,
+            _add_plot, _add_compare, _add_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,269 @@
+"""The hierarchical Bayesian model of an error grid (PyMC). Builds the model; never samples.
+
+For every (arch, task) group ``g`` the coefficient vector ``theta_g`` (see
+:mod:`bayes_prune.coords`) is pooled across architectures and tasks::
+
+    theta_g = mu + u[arch(g)] + v[task(g)] + e_g
+
+with ``mu ~ Normal(prior mean, prior sd)``, ``u``, ``v``, ``e`` normal with informative
+constant spreads (a grid holds a handful of groups: too few to learn them). Every term being
+normal, the groups' coefficients are jointly normal, with the covariance
+:func:`~bayes_prune.coords.pooling_cov`; the model samples ``theta`` directly under that
+prior (centred: the data pin ``theta_g`` down far more tightly than the spreads, and a
+non-centred ``mu + s z`` form leaves the sampler a thin ridge across the ``z``). A pair never
+trained is predicted from the fitted groups by the normal conditional
+(:meth:`bayes_prune.posterior.Posterior.coefficients`), with a band widened by ``e``.
+Below the groups:
+
+- configuration ``c``: a latent dense error ``log eps_np_c ~ Normal(log dense_law_g(params_c,
+  n_c), tau_g)``;
+- run ``t`` (configuration x seed): its measured dense error (round 0) ``y_t ~ Normal(log
+  eps_np_c, sqrt(sigma_seed_g^2 + (1 - e_t) / (n_test e_t)))``: the run's luck plus the
+  binomial noise of its test set;
+- pruned point ``i`` of run ``t``: ``log err_i ~ Normal(log law_g(d_i, l, w, e_t),
+  sqrt(sigma_g^2 + (1 - eps_i) / (n_test_i eps_i)))``, the law from the run's *own* measured
+  dense error ``e_t`` (every point of a trajectory shares its run's luck, as the paper's fit
+  has it), with relative noise plus the binomial noise of a finite test set at the predicted
+  error ``eps_i`` (or a Student-t with ``nu`` = 4 for ``likelihood="student"``).
+
+The configuration latents enter only through the runs' dense points, all normal, so they are
+integrated out exactly (:func:`_marginal_dense`): the sampler sees the coefficients and the
+noise scales only. A centred latent per configuration made a funnel with ``tau`` wherever the
+configurations sit on the dense law closer than their seeds scatter (synthetic grids do
+exactly that); a per-run latent doubled the sampler's work for no gain in the fit. The
+configuration latents' posterior is Gaussian given a draw, and :func:`config_dense_draws`
+draws it after sampling, for queries of trained configurations.
+
+The law is :mod:`bayes_prune.law`, evaluated with ``xp = pytensor.tensor``.
+
+Priors (on the centred coefficients; :class:`Priors`, overridable): ``gamma`` around 2
+(slopes 0.7-5.4), transition density at the data's centre around e^-3 (5 %, within a factor
+e^3), ``phi`` around 0.5 and ``psi`` around 1 (sd 0.75), ``eps_up`` around 0.88 of random
+guessing; the dense envelope near 15 % at the centre (a factor e either way), its local
+slopes in n and in the weight count near 0.2 and 0.15, its three terms in equal shares a
+priori (``logit_share`` sd 0.5). The prior predictive
+check :func:`prior_predictive_summary` shows the implied curves stay inside (0, 1) and put
+their transition within the grid's densities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .coords import COEFS, KAPPA, Layout, laws, pooling_cov
+from .errors import UserError
+from .law import log_dense_error, log_error
+from .lsq import observed_errors
+
+__all__ = ["Priors", "build_model", "prior_predictive_summary"]
+
+LIKELIHOODS = ("normal", "student")
+RUNS_MODES = ("latent", "measured")
+
+
+def _prior(mean: dict, sd: dict):
+    return field(default_factory=lambda: {"mean": dict(mean), "sd": dict(sd)})
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Priors of the model. ``mu`` holds Normal mean/sd per coefficient; ``spread`` the sd of
+    the arch, task and pair effects per coefficient; the rest are the medians of LogNormal
+    noise scales."""
+
+    mu: dict = _prior(
+        {"log_gamma": np.log(2.0), "log_p_centre": -3.0, "phi": 0.5, "psi": 1.0,
+         "logit_eps_up": 2.0, "log_dense": np.log(0.15), "logit_share_a": 0.0,
+         "logit_share_b": 0.0, "log_slope_n": np.log(0.2), "log_slope_m": np.log(0.15),
+         KAPPA: 0.0},
+        {"log_gamma": 0.5, "log_p_centre": 1.5, "phi": 0.75, "psi": 0.75, "logit_eps_up": 1.5,
+         "log_dense": 1.0, "logit_share_a": 0.5, "logit_share_b": 0.5, "log_slope_n": 0.75,
+         "log_slope_m": 0.75, KAPPA: 0.5})
+    spread: dict = field(default_factory=lambda: {
+        k: {"log_gamma": f * 0.3, "log_p_centre": f * 0.75, "phi": f * 0.3, "psi": f * 0.3,
+            "logit_eps_up": f * 0.5, "log_dense": f * 0.5, "logit_share_a": f * 0.25,
+            "logit_share_b": f * 0.25, "log_slope_n": f * 0.3, "log_slope_m": f * 0.3,
+            KAPPA: f * 0.2}
+        for k, f in (("arch", 1.0), ("task", 1.0), ("pair", 1 / 3))})
+    # Noise scales: LogNormal(log median, 0.5). Bounded away from 0, unlike HalfNormal: with
+    # 2-3 seeds a configuration, a scale near 0 opens a funnel the sampler cannot enter.
+    sigma: float = 0.05  # relative point noise
+    sigma_seed: float = 0.04  # run-to-run spread of the dense error (the paper: 3.4 %)
+    tau: float = 0.1  # scatter of configurations around the dense law
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def scales(self, names) -> tuple[list, list, list, list]:
+        """Per coefficient in ``names``: the sd of ``mu`` and the arch, task, pair spreads."""
+        return ([self.mu["sd"][n] for n in names],
+                *([self.spread[k][n] for n in names] for k in ("arch", "task", "pair")))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Priors:
+        base = cls().to_dict()
+        for k, v in d.items():
+            if k not in base:
+                raise UserError(f"unknown prior {k!r}; known: {', '.join(base)}")
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    base[k][kk] = {**base[k][kk], **vv} if isinstance(vv, dict) else vv
+            else:
+                base[k] = v
+        return cls(**base)
+
+
+def coef_names(p_depends_on_n: bool) -> list[str]:
+    return list(COEFS) + ([KAPPA] if p_depends_on_n else [])
+
+
+def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "normal",
+                p_depends_on_n: bool = False, observed: bool = True,
+                runs_mode: str = "latent") -> pm.Model:
+    """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
+    graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
+    ``"latent"`` samples every run's dense error; ``"measured"`` conditions on it."""
+    if runs_mode not in RUNS_MODES:
+        raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
+    if likelihood not in LIKELIHOODS:
+        raise UserError(f"unknown likelihood {likelihood!r}; choose {', '.join(LIKELIHOODS)}")
+    priors = priors or Priors()
+    names = coef_names(p_depends_on_n)
+    g, cfg, runs, pts = lay.groups, lay.configs, lay.runs, lay.points
+    coords = {"coef": names, "arch": lay.archs, "task": lay.tasks,
+              "group": [f"{a}/{t}" for a, t in zip(g["arch"], g["task"], strict=True)],
+              "config": np.arange(len(cfg)), "run": np.arange(len(runs)),
+              "point": np.arange(len(pts))}
+    if runs_mode == "measured":  # the dense points condition their runs; the rest are fitted
+        use = np.flatnonzero(pts["round"].to_numpy() != 0)
+    else:
+        use = np.arange(len(pts))
+    coords["point"] = use
+    y, n_dense = run_dense_points(lay)
+    with pm.Model(coords=coords) as model:
+        mean_k = np.array([priors.mu["mean"][n] for n in names])
+        cov = pooling_cov(g["arch"], g["task"], *(np.array(v) for v in priors.scales(names)))
+        theta_kg = pm.MvNormal("theta_kg", mu=np.repeat(mean_k[:, None], len(g), axis=1),
+                               chol=np.linalg.cholesky(cov), dims=("coef", "group"))
+        theta = pm.Deterministic("theta", theta_kg.T, dims=("group", "coef"))
+        sigma = pm.LogNormal("sigma", np.log(priors.sigma), 0.5, dims="group")
+        sigma_seed = pm.LogNormal("sigma_seed", np.log(priors.sigma_seed), 0.5, dims="group")
+        tau = pm.LogNormal("tau", np.log(priors.tau), 0.5, dims="group")
+
+        # configurations (integrated out) and their runs' measured dense errors
+        rg = runs["group_idx"].to_numpy()
+        law_c, tau_c = _dense_law_c(lay, theta, names), tau[cfg["group_idx"].to_numpy()]
+        if runs_mode == "measured":
+            e = np.exp(y)
+            pm.Potential("dense_points", _marginal_dense(
+                y, law_c, runs["config_idx"].to_numpy(), len(cfg),
+                sigma_seed[rg] ** 2 + (1 - e) / (n_dense * e), tau_c))
+            log_np_t = y
+        else:  # each run's own dense error; its configuration's latent integrated out
+            log_np_t = pm.Flat("log_eps_np_run", dims="run", initval=y)
+            pm.Potential("run_prior", _marginal_dense(
+                log_np_t, law_c, runs["config_idx"].to_numpy(), len(cfg),
+                sigma_seed[rg] ** 2, tau_c))
+        # points
+        p = pts.iloc[use]
+        pg = p["group_idx"].to_numpy()
+        th_p = {n: theta[pg, i] for i, n in enumerate(names)}
+        prune_p, _ = laws(th_p, lay.centres, p["eps0"].to_numpy(),
+                          n_train=p["n_train"].to_numpy(float), xp=pt)
+        mean = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
+                         p["width"].to_numpy(float),
+                         pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)
+        mean = pm.Deterministic("log_err_mean", mean, dims="point") if not observed else mean
+        eps = pt.clip(pt.exp(mean), 1e-6, 1 - 1e-6)
+        sd = pt.sqrt(sigma[pg] ** 2 + (1 - eps) / (p["n_test"].to_numpy(float) * eps))
+        obs = np.log(observed_errors(p)) if observed else None
+        if likelihood == "normal":
+            pm.Normal("log_err", mean, sd, observed=obs, dims="point")
+        else:
+            pm.StudentT("log_err", nu=4.0, mu=mean, sigma=sd, observed=obs, dims="point")
+    return model
+
+
+def run_dense_points(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Per run (``lay.runs`` order): the log of its measured dense error (round 0, floored at
+    half a mistake) and its test-set size."""
+    dense = lay.points[lay.points["round"] == 0]
+    y = np.full(len(lay.runs), np.nan)
+    n = np.full(len(lay.runs), np.nan)
+    idx = dense["run_idx"].to_numpy()
+    y[idx], n[idx] = np.log(observed_errors(dense)), dense["n_test"].to_numpy(float)
+    if np.isnan(y).any():
+        raise UserError(f"{int(np.isnan(y).sum())} run(s) have no dense point (round 0): the "
+                        "model conditions every run on its own dense error")
+    return y, n
+
+
+def _dense_law_c(lay: Layout, theta, names, xp=pt):
+    """Log dense law of every configuration, ``theta`` being ``(groups, coefs)`` (or with a
+    leading draws axis for numpy: then the result is ``(draws, configs)``)."""
+    cfg, g = lay.configs, lay.groups
+    cg = cfg["group_idx"].to_numpy()
+    th = {n: theta[..., cg, i] for i, n in enumerate(names)}
+    eps0 = g["eps0"].to_numpy()[cg]
+    _, dense = laws(th, lay.centres, eps0, xp=xp)
+    return log_dense_error(cfg["params_total"].to_numpy(float), cfg["n_train"].to_numpy(float),
+                           dense, eps0, xp=xp)
+
+
+def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c, xp=pt):
+    """Sum over configurations of ``log N(y_runs(c) | law_c 1, diag(var_t) + tau_c^2 11')``:
+    the runs' dense points with their configuration's latent integrated out (closed form for
+    a diagonal plus rank-one covariance)."""
+    m = np.zeros((n_configs, len(run_config)))
+    m[run_config, np.arange(len(run_config))] = 1.0
+    r = y - law_c[..., run_config]
+    s0, s1, s2 = (xp.dot(v, m.T) for v in (1 / var_t, r / var_t, r**2 / var_t))
+    t2 = tau_c**2
+    logdet = xp.dot(xp.log(var_t), m.T) + xp.log1p(t2 * s0)
+    quad = s2 - t2 * s1**2 / (1 + t2 * s0)
+    return -0.5 * xp.sum(quad + logdet + m.sum(axis=1) * np.log(2 * np.pi), axis=-1)
+
+
+def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
+                       run_draws=None) -> np.ndarray:
+    """Posterior draws ``(draws, configs)`` of every configuration's latent log dense error,
+    given the draws of ``theta`` ``(draws, groups, coefs)``, ``sigma_seed`` and ``tau``
+    ``(draws, groups)``: per draw the normal conditional (prior from the dense law, data from
+    the configuration's runs: their latent dense errors ``run_draws`` ``(draws, runs)``, or
+    without them their measured dense points)."""
+    y, n_dense = run_dense_points(lay)
+    runs, cfg = lay.runs, lay.configs
+    var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
+    if run_draws is None:
+        e = np.exp(y)
+        var_t = var_t + (1 - e) / (n_dense * e)
+    else:
+        y = run_draws
+    m = np.zeros((len(cfg), len(runs)))
+    m[runs["config_idx"].to_numpy(), np.arange(len(runs))] = 1.0
+    prec = 1 / tau[:, cfg["group_idx"].to_numpy()] ** 2
+    law = _dense_law_c(lay, theta, names, xp=np)
+    post_prec = prec + (1 / var_t) @ m.T
+    mean = (law * prec + (y / var_t) @ m.T) / post_prec
+    return mean + rng.standard_normal(mean.shape) / np.sqrt(post_prec)
+
+
+def prior_predictive_summary(lay: Layout, priors: Priors | None = None, draws: int = 500,
+                             seed: int = 0) -> dict:
+    """Draw from the prior and summarise the implied curves: the fraction of predicted errors
+    inside (0, 1), and the quantiles of each curve's transition density (where the error is
+    halfway, in log, between its plateaus) at the data's centre, against the grid's range."""
+    model = build_model(lay, priors, observed=False)
+    with model:
+        idata = pm.sample_prior_predictive(draws=draws, random_seed=seed,
+                                           var_names=["theta", "log_err_mean"])
+    mean = idata.prior["log_err_mean"].to_numpy().reshape(draws, -1)
+    log_p = idata.prior["theta"].sel(coef="log_p_centre").to_numpy().reshape(-1)
+    d = lay.points["density"]
+    return {"inside_unit_interval": float(np.mean((mean < 0) & np.isfinite(mean))),
+            "transition_density_quantiles": np.exp(np.quantile(log_p, [0.05, 0.5, 0.95])),
+            "grid_density_range": (float(d.min()), float(d.max()))}

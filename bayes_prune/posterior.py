@@ -1,0 +1,328 @@
+"""A fitted posterior, queried with numpy: no torch, no pymc on this path.
+
+A query is a table of configurations (``arch, task, depth, width, n_train, density``, and
+optionally ``params_total``, ``params_prunable``, ``n_test``); the answer is an array of error
+draws, ``(rows, draws)``, and summaries of it. Per row:
+
+- coefficients: the group's posterior draws of ``theta``; for an (arch, task) pair never
+  fitted whose arch and task were each fitted, the crossed-pooling prior conditioned on the
+  fitted groups' draws (the arch's and the task's effects as the fitted groups show them, plus
+  a pair effect from its prior spread: an honest, wider band);
+- dense error: the posterior of a trained configuration's dense error; for a configuration
+  never trained, the group's dense law at its weight count plus the configuration scatter
+  ``tau``. Weight counts come from the row, else the grid, else the architecture family
+  (:func:`bayes_prune.families.param_counts`);
+- band ``expected``: the law at those draws (uncertainty about the mean error of a run);
+  band ``prediction``: adds a new run's seed offset and the point noise (relative and
+  binomial, at the group's test-set size): where a next measured run should fall.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .coords import Centres, laws, pooling_cov
+from .errors import UserError
+from .grid import CONFIG_KEY
+from .law import log_dense_error, log_error
+
+__all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
+
+FORMAT = "bayes_prune.posterior/1"
+QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
+BANDS = ("expected", "prediction")
+_CHUNK = 2000  # rows evaluated at once: bounds memory at ~CHUNK x draws x a few arrays
+
+
+def hdi(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Highest-density interval of each row of ``draws`` ``(rows, n)``: the narrowest window
+    holding ``ceil(level n)`` sorted draws. Returns ``(lower, upper)``, each ``(rows,)``."""
+    if not 0 < level < 1:
+        raise UserError(f"level must be in (0, 1), got {level}")
+    x = np.sort(draws, axis=1)
+    n = x.shape[1]
+    k = max(int(np.ceil(level * n)), 1)
+    widths = x[:, k - 1:] - x[:, : n - k + 1]
+    i = np.argmin(widths, axis=1)
+    rows = np.arange(x.shape[0])
+    return x[rows, i], x[rows, i + k - 1]
+
+
+class Posterior:
+    """Posterior draws of the hierarchical model with what queries need to know of its grid."""
+
+    def __init__(self, draws: dict[str, np.ndarray], meta: dict, idata=None):
+        self.draws, self.meta, self.idata = draws, meta, idata
+        self.coefs = list(meta["settings"]["coefs"])
+        self.centres = Centres(**meta["centres"])
+        self.groups = pd.DataFrame(meta["groups"])
+        self.configs = pd.DataFrame(meta["configs"])
+        self.archs, self.tasks = list(meta["archs"]), list(meta["tasks"])
+        self.n_draws = draws["theta"].shape[0]
+        self._group_index = {(a, t): i for i, (a, t) in
+                             enumerate(zip(self.groups["arch"], self.groups["task"], strict=True))}
+        self._config_index = {tuple(r): i for i, r in
+                              enumerate(self.configs[CONFIG_KEY].itertuples(index=False))}
+        # weight counts do not depend on n_train: (task, arch, depth, width) -> params_total
+        self._sizes = {k[:4]: float(self.configs["params_total"][i])
+                       for k, i in self._config_index.items()}
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def from_inference_data(cls, idata) -> Posterior:
+        post = idata.posterior
+        meta = json.loads(post.attrs["bayes_prune"])
+        return cls(_flatten(post), meta, idata)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Posterior:
+        """Read a posterior written by :meth:`save` (or ``bayes-prune fit``)."""
+        import xarray as xr
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such posterior file")
+        try:
+            with xr.open_dataset(path, group="posterior", engine="h5netcdf") as post:
+                post.load()
+        except Exception as exc:  # truncated, not NetCDF, no posterior group...
+            raise UserError(f"{path}: not a readable posterior file ({type(exc).__name__}); "
+                            "write one with `bayes-prune fit`") from None
+        try:
+            meta = json.loads(post.attrs["bayes_prune"])
+            assert meta["format"] == FORMAT
+        except (KeyError, AssertionError, json.JSONDecodeError, TypeError):
+            raise UserError(f"{path}: a NetCDF file, but not a bayes_prune posterior "
+                            f"(format {FORMAT!r} expected)") from None
+        return cls(_flatten(post), meta)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the posterior as ArviZ InferenceData NetCDF (tmp file, then rename)."""
+        import os
+
+        if self.idata is None:
+            raise ValueError("this posterior was loaded from a file; it is already saved")
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.idata.to_netcdf(str(tmp), engine="h5netcdf")
+        os.replace(tmp, path)
+        return path
+
+    @property
+    def diagnostics(self) -> dict:
+        return self.meta["diagnostics"]
+
+    # -------------------------------------------------------------- queries
+    def coefficients(self, arch: str, task: str, rng=None) -> dict[str, np.ndarray]:
+        """Draws ``(draws,)`` of every coefficient of (arch, task), pooled if never fitted."""
+        g = self._group_index.get((arch, task))
+        if g is not None:
+            theta = self.draws["theta"][:, g, :]
+        else:
+            self._check_group(arch, task)
+            rng = np.random.default_rng(0) if rng is None else rng
+            theta = self._pooled(arch, task, rng)
+        return {c: theta[:, i] for i, c in enumerate(self.coefs)}
+
+    def _check_group(self, arch: str, task: str) -> None:
+        if arch not in self.archs or task not in self.tasks:
+            raise UserError(
+                f"({arch}, {task}) cannot be predicted: the posterior was fitted on "
+                f"archs {', '.join(self.archs)} and tasks {', '.join(self.tasks)}, and a "
+                "pair is predicted only when its arch and its task were both fitted")
+
+    def _pooled(self, arch: str, task: str, rng) -> np.ndarray:
+        """Draws ``(draws, K)`` of an unfitted pair's coefficients: per posterior draw of the
+        fitted groups, the normal conditional of the crossed-pooling prior
+        (:func:`~bayes_prune.coords.pooling_cov`) given them."""
+        pri = self.meta["priors"]
+        mean = np.array([pri["mu"]["mean"][c] for c in self.coefs])
+        scales = ([pri["mu"]["sd"][c] for c in self.coefs],
+                  *([pri["spread"][k][c] for c in self.coefs] for k in ("arch", "task", "pair")))
+        cov = pooling_cov(list(self.groups["arch"]) + [arch], list(self.groups["task"]) + [task],
+                          *scales)
+        n = len(self.groups)
+        c_oo, c_no, c_nn = cov[:, :n, :n], cov[:, n, :n], cov[:, n, n]
+        w = np.linalg.solve(c_oo, c_no[..., None])[..., 0]  # (K, G)
+        resid = self.draws["theta"] - mean  # (draws, G, K)
+        cond_mean = mean + np.einsum("kg,dgk->dk", w, resid)
+        cond_sd = np.sqrt(c_nn - np.einsum("kg,kg->k", w, c_no))
+        return cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
+
+    def natural(self, arch: str, task: str) -> dict[str, np.ndarray]:
+        """Draws of the law's coefficients on their natural scale for (arch, task): the joint
+        law's ``gamma, p_prime, phi, psi, eps_up`` (``p_prime`` at the grid's centre n_train
+        for the ``p_depends_on_n`` variant) and the dense law's ``a, alpha, b, beta, c_inf``."""
+        eps0, _ = self._eps0_ntest(arch, task)
+        prune, dense = laws(self.coefficients(arch, task), self.centres, eps0,
+                            n_train=np.exp(self.centres.log_n))
+        out = {k: np.broadcast_to(v, (self.n_draws,)) for k, v in prune.as_dict().items()}
+        out.update({k: np.broadcast_to(v, (self.n_draws,)) for k, v in dense.as_dict().items()
+                    if k != "eta"})
+        return out
+
+    def coefficient_table(self, level: float = 0.94) -> pd.DataFrame:
+        """One row per fitted group and coefficient: posterior median and HDI at ``level``."""
+        rows = []
+        for arch, task in self._group_index:
+            for name, d in self.natural(arch, task).items():
+                lo, hi = hdi(d[None, :], level)
+                rows.append({"arch": arch, "task": task, "coef": name,
+                             "median": float(np.median(d)), "lower": float(lo[0]),
+                             "upper": float(hi[0]), "level": level})
+        return pd.DataFrame(rows)
+
+    def compare(self, coef: str, a: tuple[str, str], b: tuple[str, str],
+                level: float = 0.94) -> dict:
+        """``P(coef_A > coef_B)`` under the posterior, with both medians and HDIs: ``a``, ``b``
+        are (arch, task) pairs, ``coef`` a name of :meth:`natural`."""
+        da, db = self.natural(*a), self.natural(*b)
+        if coef not in da:
+            raise UserError(f"unknown coefficient {coef!r}; choose one of {', '.join(da)}")
+        x, y = da[coef], db[coef]
+        (la,), (ha,) = hdi(x[None, :], level)
+        (lb,), (hb,) = hdi(y[None, :], level)
+        return {"coef": coef, "a": "/".join(a), "b": "/".join(b),
+                "median_a": float(np.median(x)), "lower_a": float(la), "upper_a": float(ha),
+                "median_b": float(np.median(y)), "lower_b": float(lb), "upper_b": float(hb),
+                "level": level, "p_a_greater": float(np.mean(x > y))}
+
+    def _noise(self, arch: str, task: str) -> tuple[np.ndarray, ...]:
+        g = self._group_index.get((arch, task))
+        pick = (lambda v: self.draws[v][:, g]) if g is not None else \
+            (lambda v: np.median(self.draws[v], axis=1))
+        return pick("sigma"), pick("sigma_seed"), pick("tau")
+
+    def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
+        g = self._group_index.get((arch, task))
+        if g is not None:
+            return float(self.groups["eps0"][g]), float(self.groups["n_test"][g])
+        same = self.groups[self.groups["task"] == task]
+        return float(same["eps0"].iloc[0]), float(same["n_test"].median())
+
+    def _params(self, rows: pd.DataFrame) -> np.ndarray:
+        if "params_total" in rows and rows["params_total"].notna().all():
+            return rows["params_total"].to_numpy(float)
+        keys = rows[["task", "arch", "depth", "width"]].itertuples(index=False)
+        return np.array([self._sizes.get(tuple(k)) or _family_params(k[1], k[0], k[2], k[3])
+                         for k in keys], dtype=float)
+
+    def predict_draws(self, rows: pd.DataFrame, band: str = "expected",
+                      seed: int = 0) -> np.ndarray:
+        """Error draws ``(len(rows), draws)`` for the configurations in ``rows``."""
+        if band not in BANDS:
+            raise UserError(f"unknown band {band!r}; choose {' or '.join(BANDS)}")
+        rows = _check_rows(rows)
+        for arch, task in rows[["arch", "task"]].drop_duplicates().itertuples(index=False):
+            self._check_group(arch, task)
+        rng = np.random.default_rng(seed)
+        out = np.empty((len(rows), self.n_draws))
+        params = self._params(rows)
+        for (arch, task), idx in rows.groupby(["arch", "task"], sort=False).indices.items():
+            theta = self.coefficients(arch, task, rng)
+            sigma, sigma_seed, tau = self._noise(arch, task)
+            eps0, n_test_group = self._eps0_ntest(arch, task)
+            for start in range(0, len(idx), _CHUNK):
+                i = idx[start:start + _CHUNK]
+                r = rows.iloc[i]
+                n = r["n_train"].to_numpy(float)[:, None]
+                prune, dense = laws(theta, self.centres, eps0, n_train=n)
+                log_np = self._dense_draws(r, params[i], dense, eps0, tau, rng)
+                if band == "prediction":
+                    log_np = log_np + sigma_seed * rng.standard_normal(log_np.shape)
+                log_eps = log_error(r["density"].to_numpy(float)[:, None],
+                                    r["depth"].to_numpy(float)[:, None],
+                                    r["width"].to_numpy(float)[:, None], np.exp(log_np), prune)
+                if band == "prediction":
+                    n_test = (r["n_test"].to_numpy(float)[:, None] if "n_test" in r
+                              else n_test_group)
+                    eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
+                    sd = np.sqrt(sigma**2 + (1 - eps) / (n_test * eps))
+                    log_eps = log_eps + sd * rng.standard_normal(log_eps.shape)
+                out[i] = np.exp(log_eps)
+        return out
+
+    def _dense_draws(self, r, params, dense, eps0, tau, rng) -> np.ndarray:
+        """Draws of log dense error ``(rows, draws)``: trained configurations from their
+        posterior, others from the dense law plus the configuration scatter ``tau``."""
+        law = log_dense_error(params[:, None], r["n_train"].to_numpy(float)[:, None], dense,
+                              eps0)
+        out = law + tau * rng.standard_normal(law.shape)
+        for j, key in enumerate(r[CONFIG_KEY].itertuples(index=False)):
+            c = self._config_index.get(tuple(key))
+            if c is not None:
+                out[j] = self.draws["log_eps_np_config"][:, c]
+        return out
+
+    def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
+                below: float | None = None) -> pd.DataFrame:
+        """Per row: mean, median, HDI ``lower``/``upper`` at ``level``, and with ``below``
+        the probability that the error is at most ``below`` (``p_below``)."""
+        rows = _check_rows(rows)
+        draws = self.predict_draws(rows, band=band)
+        lo, hi = hdi(draws, level)
+        out = rows[list(QUERY_COLUMNS)].copy().reset_index(drop=True)
+        out["mean"], out["median"] = draws.mean(axis=1), np.median(draws, axis=1)
+        out["lower"], out["upper"], out["level"], out["band"] = lo, hi, level, band
+        if below is not None:
+            out["p_below"] = (draws <= below).mean(axis=1)
+        return out
+
+    def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,
+               band: str = "prediction") -> pd.DataFrame:
+        """Configurations whose error is at most ``target_error`` with probability at least
+        ``prob``, fewest non-zero weights first. ``candidates`` defaults to every fitted
+        configuration at densities 0.8^r, r = 0..40. Non-zero weights are the non-prunable
+        ones plus ``density x`` the prunable ones."""
+        if not 0 < prob < 1:
+            raise UserError(f"--prob must be in (0, 1), got {prob}")
+        if not 0 < target_error < 1:
+            raise UserError(f"--target-error must be in (0, 1), got {target_error}")
+        if candidates is None:
+            dens = pd.DataFrame({"density": 0.8 ** np.arange(41)})
+            candidates = self.configs[CONFIG_KEY + ["params_total", "params_prunable"]].merge(
+                dens, how="cross")
+        cand = _check_rows(candidates).reset_index(drop=True)
+        draws = self.predict_draws(cand, band=band)
+        cand["p_meets"] = (draws <= target_error).mean(axis=1)
+        cand["median"] = np.median(draws, axis=1)
+        total = self._params(cand)
+        prunable = cand["params_prunable"].to_numpy(float) if "params_prunable" in cand else total
+        cand["params_total"] = total
+        cand["params_nonzero"] = np.round(total - prunable + cand["density"] * prunable)
+        ok = cand[cand["p_meets"] >= prob]
+        return ok.sort_values(["params_nonzero", "p_meets"], ascending=[True, False]) \
+            .reset_index(drop=True)
+
+
+def _flatten(post) -> dict[str, np.ndarray]:
+    """(chain, draw, ...) -> (chain x draw, ...) for every variable."""
+    return {v: post[v].to_numpy().reshape(-1, *post[v].shape[2:]) for v in post.data_vars}
+
+
+def _check_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in QUERY_COLUMNS if c not in rows]
+    if missing:
+        raise UserError(f"query needs column(s) {', '.join(missing)}")
+    d = rows["density"].to_numpy(float)
+    if np.any((d <= 0) | (d > 1)) or np.any(~np.isfinite(d)):
+        raise UserError(f"density must be in (0, 1], got {d[(d <= 0) | (d > 1)][:3].tolist()}")
+    for c in ("depth", "width", "n_train"):
+        v = rows[c].to_numpy(float)
+        if np.any(v <= 0):
+            raise UserError(f"{c} must be positive, got {v[v <= 0][:3].tolist()}")
+    return rows.reset_index(drop=True)
+
+
+def _family_params(arch: str, task: str, depth: int, width: int) -> float:
+    from .families import FAMILIES, param_counts
+
+    if arch not in FAMILIES:
+        raise UserError(f"the weight count of {arch}/{task} depth={depth} width={width} is "
+                        "unknown (not a fitted configuration, not a known family): give "
+                        "params_total (--params-total, or a params_total column)")
+    return float(param_counts(arch, task, int(depth), int(width))[0])

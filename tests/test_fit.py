@@ -1,0 +1,148 @@
+"""The hierarchical model end to end on a small synthetic grid: fit, save, load, query,
+design, and the command line around them (bayes_prune.fit, bayes_prune.posterior)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_prune.cli import main
+from bayes_prune.errors import UserError
+from bayes_prune.grid import write_grid
+from bayes_prune.posterior import FORMAT, Posterior, hdi
+from bayes_prune.synthetic import default_truths, simulate_grid, synthetic_params
+
+pytestmark = pytest.mark.slow
+UNSEEN = ("syn-b", "syn-y")  # left out of the fit: predicted by the crossed pooling
+
+
+def _grid(seed=3):
+    truths = {k: v for k, v in default_truths().items() if k != UNSEEN}
+    return simulate_grid(truths, depths=(2, 4), widths=(16, 64), n_trains=(1000, 4000),
+                         seeds=(0, 1), rounds=10, prune_fraction=0.6, rel_noise=0.03,
+                         n_test=2000, rng=seed)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fit")
+    write_grid(_grid(), d / "grid.csv")
+    rc = main(["fit", str(d / "grid.csv"), "-o", str(d / "post.nc"), "--draws", "150",
+               "--tune", "300", "--chains", "2", "--seed", "1", "--quiet"])
+    assert rc == 0
+    return d
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "bayes_prune.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_posterior_file_holds_draws_settings_and_diagnostics(fitted):
+    post = Posterior.load(fitted / "post.nc")
+    assert post.meta["format"] == FORMAT
+    assert post.n_draws == 300 and post.draws["theta"].shape == (300, 3, len(post.coefs))
+    assert post.meta["settings"]["seed"] == 1 and post.meta["provenance"]["points"] == len(_grid())
+    assert set(post.diagnostics) >= {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences",
+                                     "ok"}
+    table = post.coefficient_table()
+    assert set(table["coef"]) >= {"gamma", "p_prime", "phi", "psi", "eps_up"}
+    assert (table["lower"] <= table["median"]).all() and (table["median"] <= table["upper"]).all()
+
+
+def test_query_json_contract_and_cross_product(fitted):
+    out = _cli("query", fitted / "post.nc", "--arch", "syn-a", "--task", "syn-x", "--depth", 2, 3,
+               "--width", 32, "--n-train", 2000, "--density", 1, 0.01, "--json",
+               "--params-total", *synthetic_params(np.array([2, 3]), 32))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 4
+    keys = {"arch", "task", "depth", "width", "n_train", "density", "mean", "median", "lower",
+            "upper", "level", "band"}
+    for r in rows:
+        assert keys <= set(r) and r["band"] == "expected" and r["level"] == 0.9
+        assert 0 < r["lower"] <= r["median"] <= r["upper"] < 1
+    by = {(r["depth"], r["density"]): r for r in rows}
+    assert by[(2, 0.01)]["median"] > by[(2, 1.0)]["median"]  # pruning hurts
+
+
+def test_query_imports_neither_torch_nor_pymc(fitted):
+    code = ("import sys, json\nfrom bayes_prune.cli import main\n"
+            f"rc = main(['query', {str(fitted / 'post.nc')!r}, '--arch', 'syn-a', '--task', "
+            "'syn-x', '--depth', '2', '--width', '16', '--n-train', '1000', '--density', '0.1', "
+            "'--json', '--params-total', '1000'])\n"
+            "print(json.dumps([rc, 'torch' in sys.modules, 'pymc' in sys.modules, "
+            "'pytensor' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False, False, False]
+
+
+def test_prediction_band_is_wider_and_unseen_pair_is_wider_still(fitted):
+    post = Posterior.load(fitted / "post.nc")
+    rows = pd.DataFrame({"arch": ["syn-b", "syn-b"], "task": ["syn-x", "syn-y"], "depth": 3,
+                         "width": 32, "n_train": 2000, "density": 0.05,
+                         "params_total": synthetic_params(3, 32)})
+    exp = post.summary(rows, band="expected")
+    pred = post.summary(rows, band="prediction")
+    width = lambda t: np.log(t["upper"] / t["lower"]).to_numpy()  # noqa: E731
+    assert (width(pred) > width(exp)).all()
+    assert width(exp)[1] > width(exp)[0]  # syn-b/syn-y was never fitted
+    p = post.summary(rows, below=0.5)["p_below"]
+    assert ((0 <= p) & (p <= 1)).all()
+
+
+def test_design_returns_fewest_weights_meeting_the_target(fitted):
+    out = _cli("design", fitted / "post.nc", "--target-error", 0.3, "--prob", 0.8, "--json",
+               "--top", 50)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows and all(r["p_meets"] >= 0.8 for r in rows)
+    nz = [r["params_nonzero"] for r in rows]
+    assert nz == sorted(nz)
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "foreign", "csv"])
+def test_bad_posterior_files_exit_nonzero_with_one_line(fitted, tmp_path, kind):
+    path = tmp_path / "p.nc"
+    if kind == "truncated":
+        path.write_bytes((fitted / "post.nc").read_bytes()[:2000])
+    elif kind == "foreign":
+        import xarray as xr
+
+        xr.Dataset({"x": ("a", np.arange(3.0))}).to_netcdf(path, group="posterior",
+                                                           engine="h5netcdf")
+    elif kind == "csv":
+        path.write_text("a,b\n1,2\n")
+    out = _cli("query", path, "--arch", "syn-a", "--task", "syn-x", "--depth", 2, "--width", 16,
+               "--n-train", 1000, "--density", 0.5)
+    assert out.returncode == 2
+    assert out.stderr.startswith("bayes-prune: error: ") and len(out.stderr.splitlines()) == 1
+
+
+def test_query_outside_the_fitted_groups_is_refused(fitted):
+    out = _cli("query", fitted / "post.nc", "--arch", "resnet", "--task", "syn-x", "--depth", 2,
+               "--width", 16, "--n-train", 1000, "--density", 0.5)
+    assert out.returncode == 2 and "cannot be predicted" in out.stderr
+    out = _cli("query", fitted / "post.nc", "--arch", "syn-a", "--task", "syn-x", "--depth", 2,
+               "--width", 16, "--n-train", 1000, "--density", 0)
+    assert out.returncode == 2 and "density" in out.stderr
+
+
+def test_hdi_of_a_known_distribution():
+    x = np.random.default_rng(0).standard_normal((1, 200_000))
+    lo, hi = hdi(x, 0.9)
+    assert lo[0] == pytest.approx(-1.645, abs=0.02) and hi[0] == pytest.approx(1.645, abs=0.02)
+    with pytest.raises(UserError):
+        hdi(x, 1.5)
+
+
+def test_fit_is_reproducible_with_a_seed(fitted, tmp_path):
+    write_grid(_grid(), tmp_path / "g.csv")
+    assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "150",
+                 "--tune", "300", "--chains", "2", "--seed", "1", "--quiet"]) == 0
+    a, b = Posterior.load(fitted / "post.nc"), Posterior.load(tmp_path / "p.nc")
+    np.testing.assert_array_equal(a.draws["theta"], b.draws["theta"])
