@@ -23,11 +23,11 @@ from bayes_prune.fit import fit
 from bayes_prune.synthetic import simulate_grid
 
 
-def benchmark_grid() -> pd.DataFrame:
+def benchmark_grid(rng: int = 1) -> pd.DataFrame:
     """~2,000 points: 24 configurations x 2 seeds x 11 densities (0.4^r) per group, 4 groups."""
     return simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0, 1), rounds=10, prune_fraction=0.6, seed_sd=0.03,
-                         rel_noise=0.03, n_test=2000, rng=1)
+                         rel_noise=0.03, n_test=2000, rng=rng)
 
 
 def main() -> None:

@@ -73,7 +73,7 @@ def test_synth_writes_a_labelled_grid(tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--synthetic", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out and out.count("(true ") == 20
     assert (tmp_path / "grid.csv").is_file()

@@ -74,10 +74,13 @@ def test_numpy_and_pytensor_evaluate_the_same_code():
     d = np.exp(rng.uniform(np.log(1e-5), 0, 50))
     depth, width = rng.integers(1, 9, 50).astype(float), rng.integers(8, 600, 50).astype(float)
     eps_np = rng.uniform(0.01, 0.3, 50)
-    law = PruneLaw(gamma=1.7, p_prime=0.4, eps_up=0.85, phi=0.6, psi=1.1)
-    dense = DenseLaw(a=1.2, alpha=0.3, b=2.5, beta=0.45, c_inf=0.02, eta=0.9)
+    # coefficients as float64 arrays, as the model passes them (a bare Python float may become
+    # a float32 constant in pytensor)
+    law = PruneLaw(*map(np.float64, (1.7, 0.4, 0.85, 0.6, 1.1)))
+    dense = DenseLaw(*map(np.float64, (1.2, 0.3, 2.5, 0.45, 0.02, 0.9)))
     params, n = rng.uniform(1e3, 1e6, 50), rng.uniform(500, 60000, 50)
     np.testing.assert_allclose(log_error(d, depth, width, eps_np, law, xp=pt).eval(),
                                log_error(d, depth, width, eps_np, law), rtol=0, atol=1e-10)
-    np.testing.assert_allclose(dense_error(params, n, dense, 0.9, xp=pt).eval(),
-                               dense_error(params, n, dense, 0.9), rtol=0, atol=1e-10)
+    eps0 = np.float64(0.9)
+    np.testing.assert_allclose(dense_error(params, n, dense, eps0, xp=pt).eval(),
+                               dense_error(params, n, dense, eps0), rtol=0, atol=1e-10)
