@@ -1,0 +1,45 @@
+"""The shipped reference grids (experiments/results): each CSV is what its store exports, every
+trajectory is complete, and the paper's least squares fits each group well."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_prune import lsq
+from bayes_prune.grid import random_errors, read_grid, write_grid
+from bayes_prune.store import Store
+
+RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
+GRIDS = sorted(p for p in RESULTS.glob("*.csv") if p.with_suffix(".sqlite").is_file())
+
+
+def test_there_is_a_reference_grid():
+    assert GRIDS
+
+
+@pytest.mark.parametrize("csv", GRIDS, ids=lambda p: p.stem)
+def test_export_of_the_shipped_store_reproduces_the_csv(csv, tmp_path):
+    write_grid(Store(csv.with_suffix(".sqlite"), create=False).export(), tmp_path / "x.csv")
+    assert (tmp_path / "x.csv").read_bytes() == csv.read_bytes()
+
+
+@pytest.mark.parametrize("csv", GRIDS, ids=lambda p: p.stem)
+def test_every_trajectory_is_complete(csv):
+    g = read_grid(csv)
+    rounds = g.groupby("run_id")["round"]
+    assert (rounds.min() == 0).all()  # a dense point
+    assert (rounds.max() + 1 == rounds.count()).all()  # no gap
+    last = g.loc[g.groupby("run_id")["round"].idxmax()]
+    near_random = last["test_error"] >= 0.9 * random_errors(last)
+    assert (near_random | (last["round"] == 40)).all()
+
+
+@pytest.mark.parametrize("csv", [p for p in GRIDS if "extrapolation" not in p.name],
+                         ids=lambda p: p.stem)
+def test_least_squares_fits_each_group(csv):
+    for f in lsq.fit(read_grid(csv), form="joint"):
+        assert abs(f.delta_mean) < 0.02
+        assert f.delta_std < 0.1
+        assert np.isfinite(pd.Series(f.law.as_dict())).all()
