@@ -19,10 +19,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .coords import layout
-from .errors import UserError
-from .model import Priors, build_model, coef_names, config_dense_draws
-from .posterior import FORMAT, Posterior
+# pytensor's C backend warns at import when it finds no BLAS; nutpie samples through numba,
+# and this model has no matrix products worth a BLAS: the warning only alarms users.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+
+from .coords import layout  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .model import Priors, build_model, coef_names, config_dense_draws  # noqa: E402
+from .posterior import FORMAT, Posterior  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
