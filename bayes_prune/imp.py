@@ -222,9 +222,54 @@ def _die_with_parent():
         pass
 
 
+def _run_batch(cfgs: Sequence[RunConfig], store_path: str, device: str,
+               data_dir: str | None, write: Callable[[str], None]) -> str | None:
+    """Run fresh same-shape runs as one batch (:mod:`bayes_prune.batched`); on an error every
+    member not done is marked failed (a re-run resumes it on the solo path)."""
+    from .batched import run_batched
+
+    store = Store(store_path)
+    try:
+        run_batched(cfgs, store, device, data_dir,
+                    on_round=lambda c, r, v: write(_log_line(c, r, v)))
+        return None
+    except Exception as exc:
+        for c in cfgs:
+            if store.run_status(c.run_id) != "done":
+                store.fail(c.run_id, f"{type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        store.close()
+
+
+def _worker_batch(cfgs, store_path, device, data_dir):
+    torch.set_num_threads(1)
+    return _run_batch(cfgs, store_path, device, data_dir, write=print)
+
+
+def plan(todo: Sequence[RunConfig], status: dict, batch: bool = True,
+         max_batch: int = 64) -> list[list[RunConfig]]:
+    """Jobs for ``todo``: fresh runs of one MLP shape and recipe together (at most
+    ``max_batch`` a job), every other run (other families, resumed runs) alone."""
+    from .batched import batchable, group_key
+
+    jobs: list[list[RunConfig]] = []
+    groups: dict[tuple, list[RunConfig]] = {}
+    for c in todo:
+        if batch and batchable(c) and c.run_id not in status:
+            groups.setdefault(group_key(c), []).append(c)
+        else:
+            jobs.append([c])
+    for members in groups.values():
+        jobs += [members[i:i + max_batch] for i in range(0, len(members), max_batch)]
+    return jobs
+
+
 def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
-             workers: int = 1, data_dir: str | None = None) -> list[tuple[RunConfig, str]]:
-    """Run every config not yet done, in ``workers`` processes; return the failures."""
+             workers: int = 1, data_dir: str | None = None,
+             batch: bool = True) -> list[tuple[RunConfig, str]]:
+    """Run every config not yet done, in ``workers`` processes; return the failures. With
+    ``batch``, fresh MLP runs of one shape train together (:mod:`bayes_prune.batched`)."""
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
@@ -234,23 +279,30 @@ def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
     todo = [c for c in runs if status.get(c.run_id) != "done"]
     failures = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run")
+    jobs = plan(todo, status, batch)
     if workers <= 1:
-        for cfg in todo:
-            err = _run_one(cfg, store_path, device, data_dir, write=tqdm.write)
+        for job in jobs:
+            if len(job) == 1:
+                err = _run_one(job[0], store_path, device, data_dir, write=tqdm.write)
+            else:
+                err = _run_batch(job, store_path, device, data_dir, write=tqdm.write)
             if err:
-                failures.append((cfg, err))
-            bar.update()
+                failures += [(c, err) for c in job]
+            bar.update(len(job))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
 
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                     initializer=_die_with_parent) as pool:
-            futures = {pool.submit(_worker, c, store_path, device, data_dir): c for c in todo}
+            futures = {(pool.submit(_worker, job[0], store_path, device, data_dir)
+                        if len(job) == 1 else
+                        pool.submit(_worker_batch, job, store_path, device, data_dir)): job
+                       for job in jobs}
             for fut in cf.as_completed(futures):
                 err = fut.result()
                 if err:
-                    failures.append((futures[fut], err))
-                bar.update()
+                    failures += [(c, err) for c in futures[fut]]
+                bar.update(len(futures[fut]))
     bar.close()
     return failures
