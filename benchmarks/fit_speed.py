@@ -20,7 +20,7 @@ import pandas as pd
 
 from bayes_prune import lsq
 from bayes_prune.fit import fit
-from bayes_prune.synthetic import simulate_grid
+from bayes_prune.synthetic import simulate_grid, synthetic_params
 
 
 def benchmark_grid(rng: int = 1) -> pd.DataFrame:
@@ -36,11 +36,15 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--skip-pymc", action="store_true", help="only nutpie and least squares")
+    ap.add_argument("--query-only", action="store_true",
+                    help="a short fit (250 draws x 4 chains) only to time the query")
     args = ap.parse_args()
     grid = benchmark_grid()
     print(f"grid: {len(grid)} points, 4 groups; {args.chains} chains x {args.draws} draws "
           f"(+{args.tune} tune)")
     out = {}
+    if args.query_only:
+        args.draws, args.tune, args.skip_pymc = 250, 300, True
     for sampler in ("nutpie", "pymc"):
         if sampler == "pymc" and args.skip_pymc:
             continue
@@ -65,6 +69,7 @@ def main() -> None:
                          "width": rng.integers(8, 1024, 10_000),
                          "n_train": rng.integers(500, 60_000, 10_000),
                          "density": np.exp(rng.uniform(np.log(1e-4), 0, 10_000))})
+    rows["params_total"] = synthetic_params(rows["depth"], rows["width"])
     thin = post.n_draws // 1000
     post.draws = {k: v[::max(thin, 1)][:1000] for k, v in post.draws.items()}
     post.n_draws = post.draws["theta"].shape[0]
