@@ -111,6 +111,8 @@ def main() -> None:
           f"{len(datas)} models a width, {args.steps} steps each, batch {recipe.batch_size}")
     print(f"{'width':>6} {'baseline s/model-epoch':>23} {'batched s/model-epoch':>22} "
           f"{'speedup':>8} {'GFLOP/s base':>13} {'GFLOP/s batched':>16}")
+    baseline(datas[:2], args.widths[0], recipe, 20)  # warm up both paths: the first
+    batched(datas[:2], args.widths[0], recipe, 20)  # calls pay one-off allocation costs
     small = [0.0, 0.0]
     at = {}
     for width in args.widths:
