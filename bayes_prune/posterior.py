@@ -20,6 +20,8 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +37,16 @@ __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
 FORMAT = "bayes_prune.posterior/1"
 QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
-_CHUNK = 2000  # rows evaluated at once: bounds memory at ~CHUNK x draws x a few arrays
+_CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
 
-def hdi(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def hdi(draws: np.ndarray, level: float, presorted: bool = False
+        ) -> tuple[np.ndarray, np.ndarray]:
     """Highest-density interval of each row of ``draws`` ``(rows, n)``: the narrowest window
     holding ``ceil(level n)`` sorted draws. Returns ``(lower, upper)``, each ``(rows,)``."""
     if not 0 < level < 1:
         raise UserError(f"level must be in (0, 1), got {level}")
-    x = np.sort(draws, axis=1)
+    x = draws if presorted else np.sort(draws, axis=1)
     n = x.shape[1]
     k = max(int(np.ceil(level * n)), 1)
     widths = x[:, k - 1:] - x[:, : n - k + 1]
@@ -213,45 +216,65 @@ class Posterior:
 
     def predict_draws(self, rows: pd.DataFrame, band: str = "expected",
                       seed: int = 0) -> np.ndarray:
-        """Error draws ``(len(rows), draws)`` for the configurations in ``rows``."""
+        """Error draws ``(len(rows), draws)`` (float32) for the configurations in ``rows``."""
+        out = np.empty((len(rows), self.n_draws), dtype=np.float32)
+
+        def keep(i, draws):
+            out[i] = draws
+
+        self._each_chunk(rows, band, seed, keep)
+        return out
+
+    def _each_chunk(self, rows: pd.DataFrame, band: str, seed: int, fn) -> None:
+        """Draw the errors of ``rows`` chunk by chunk, on threads, calling ``fn(i, draws)``
+        with the chunk's row positions ``i`` and its draws ``(len(i), draws)``."""
         if band not in BANDS:
             raise UserError(f"unknown band {band!r}; choose {' or '.join(BANDS)}")
         rows = _check_rows(rows)
         for arch, task in rows[["arch", "task"]].drop_duplicates().itertuples(index=False):
             self._check_group(arch, task)
-        rng = np.random.default_rng(seed)
-        out = np.empty((len(rows), self.n_draws))
         params = self._params(rows)
-        for (arch, task), idx in rows.groupby(["arch", "task"], sort=False).indices.items():
-            theta = self.coefficients(arch, task, rng)
-            sigma, sigma_seed, tau = self._noise(arch, task)
+        jobs = []
+        groups = rows.groupby(["arch", "task"], sort=False).indices.items()
+        for g, ((arch, task), idx) in enumerate(groups):
+            # float32 draws: plenty for error bands, and half the memory traffic
+            theta = {k: v.astype(np.float32) for k, v in
+                     self.coefficients(arch, task, np.random.default_rng([seed, g])).items()}
+            noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
-            for start in range(0, len(idx), _CHUNK):
-                i = idx[start:start + _CHUNK]
-                r = rows.iloc[i]
-                n = r["n_train"].to_numpy(float)[:, None]
-                prune, dense = laws(theta, self.centres, eps0, n_train=n)
-                log_np = self._dense_draws(r, params[i], dense, eps0, tau, rng)
-                if band == "prediction":
-                    log_np = log_np + sigma_seed * rng.standard_normal(log_np.shape)
-                log_eps = log_error(r["density"].to_numpy(float)[:, None],
-                                    r["depth"].to_numpy(float)[:, None],
-                                    r["width"].to_numpy(float)[:, None], np.exp(log_np), prune)
-                if band == "prediction":
-                    n_test = (r["n_test"].to_numpy(float)[:, None] if "n_test" in r
-                              else n_test_group)
-                    eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
-                    sd = np.sqrt(sigma**2 + (1 - eps) / (n_test * eps))
-                    log_eps = log_eps + sd * rng.standard_normal(log_eps.shape)
-                out[i] = np.exp(log_eps)
-        return out
+            jobs += [(theta, noise, eps0, n_test_group, idx[a:a + _CHUNK],
+                      np.random.default_rng([seed, g, a]))
+                     for a in range(0, len(idx), _CHUNK)]
+
+        def work(job):
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, i, rng = job
+            r = rows.iloc[i]
+            col = {c: r[c].to_numpy(np.float32)[:, None] for c in
+                   ("n_train", "density", "depth", "width")}
+            prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"])
+            log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
+            if band == "prediction":
+                log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
+            log_eps = log_error(col["density"], col["depth"], col["width"], np.exp(log_np),
+                                prune)
+            if band == "prediction":
+                n_test = (r["n_test"].to_numpy(np.float32)[:, None] if "n_test" in r
+                          else np.float32(n_test_group))
+                eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
+                sd = np.sqrt(sigma**2 + (1 - eps) / (n_test * eps))
+                log_eps += sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
+            fn(i, np.exp(log_eps))
+
+        # numpy's ufuncs and sorts release the GIL: chunks on threads use every core
+        with ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
+            list(pool.map(work, jobs))
 
     def _dense_draws(self, r, params, dense, eps0, tau, rng) -> np.ndarray:
         """Draws of log dense error ``(rows, draws)``: trained configurations from their
         posterior, others from the dense law plus the configuration scatter ``tau``."""
-        law = log_dense_error(params[:, None], r["n_train"].to_numpy(float)[:, None], dense,
-                              eps0)
-        out = law + tau * rng.standard_normal(law.shape)
+        law = log_dense_error(params[:, None], r["n_train"].to_numpy(np.float32)[:, None],
+                              dense, np.float32(eps0))
+        out = law + tau * rng.standard_normal(law.shape, dtype=np.float32)
         for j, key in enumerate(r[CONFIG_KEY].itertuples(index=False)):
             c = self._config_index.get(tuple(key))
             if c is not None:
@@ -263,13 +286,26 @@ class Posterior:
         """Per row: mean, median, HDI ``lower``/``upper`` at ``level``, and with ``below``
         the probability that the error is at most ``below`` (``p_below``)."""
         rows = _check_rows(rows)
-        draws = self.predict_draws(rows, band=band)
-        lo, hi = hdi(draws, level)
+        if not 0 < level < 1:
+            raise UserError(f"level must be in (0, 1), got {level}")
+        stats = np.empty((len(rows), 5))
+        n = self.n_draws
+
+        def summarise(i, draws):
+            x = np.sort(draws, axis=1)
+            lo, hi = hdi(x, level, presorted=True)
+            stats[i, 0] = x.mean(axis=1, dtype=np.float64)
+            stats[i, 1] = (x[:, (n - 1) // 2].astype(np.float64) + x[:, n // 2]) / 2
+            stats[i, 2], stats[i, 3] = lo, hi
+            if below is not None:
+                stats[i, 4] = (x <= below).mean(axis=1)
+
+        self._each_chunk(rows, band, 0, summarise)
         out = rows[list(QUERY_COLUMNS)].copy().reset_index(drop=True)
-        out["mean"], out["median"] = draws.mean(axis=1), np.median(draws, axis=1)
-        out["lower"], out["upper"], out["level"], out["band"] = lo, hi, level, band
+        out["mean"], out["median"], out["lower"], out["upper"] = stats[:, :4].T
+        out["level"], out["band"] = level, band
         if below is not None:
-            out["p_below"] = (draws <= below).mean(axis=1)
+            out["p_below"] = stats[:, 4]
         return out
 
     def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,

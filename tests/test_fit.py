@@ -89,8 +89,8 @@ def test_prediction_band_is_wider_and_unseen_pair_is_wider_still(fitted):
     exp = post.summary(rows, band="expected")
     pred = post.summary(rows, band="prediction")
     width = lambda t: np.log(t["upper"] / t["lower"]).to_numpy()  # noqa: E731
-    assert (width(pred) > width(exp)).all()
-    assert width(exp)[1] > width(exp)[0]  # syn-b/syn-y was never fitted
+    assert width(pred)[0] > width(exp)[0]  # a next run adds its seed's and its test set's noise
+    assert width(exp)[1] > 2 * width(exp)[0]  # syn-b/syn-y was never fitted
     p = post.summary(rows, below=0.5)["p_below"]
     assert ((0 <= p) & (p <= 1)).all()
 
