@@ -271,15 +271,22 @@ class Posterior:
 
     def _dense_draws(self, r, params, dense, eps0, tau, rng) -> np.ndarray:
         """Draws of log dense error ``(rows, draws)``: trained configurations from their
-        posterior, others from the dense law plus the configuration scatter ``tau``."""
-        law = log_dense_error(params[:, None], r["n_train"].to_numpy(np.float32)[:, None],
-                              dense, np.float32(eps0))
+        posterior, others from the dense law plus the configuration scatter ``tau``. Rows of
+        one configuration (e.g. a curve over densities) share their draws, so a curve is one
+        coherent draw per posterior sample, and the law is evaluated once per configuration."""
+        keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params.tolist(), strict=True))
+        first: dict = {}
+        inv = np.array([first.setdefault(k, len(first)) for k in keys])
+        uniq = list(first)
+        p_u = np.array([k[-1] for k in uniq], dtype=np.float32)[:, None]
+        n_u = np.array([k[4] for k in uniq], dtype=np.float32)[:, None]
+        law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
         out = law + tau * rng.standard_normal(law.shape, dtype=np.float32)
-        for j, key in enumerate(r[CONFIG_KEY].itertuples(index=False)):
-            c = self._config_index.get(tuple(key))
+        for j, key in enumerate(uniq):
+            c = self._config_index.get(key[:-1])
             if c is not None:
                 out[j] = self.draws["log_eps_np_config"][:, c]
-        return out
+        return out[inv]
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
