@@ -589,8 +589,12 @@ def _add_grid(sub) -> None:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="'auto' uses CUDA when a GPU is visible, else the CPU (default: auto)")
     run.add_argument("--workers", type=int, default=1,
-                     help="runs trained at once, one process each (default: 1; local "
+                     help="jobs trained at once, one process each (default: 1; local "
                           "executor only)")
+    run.add_argument("--no-batch", action="store_true",
+                     help="train every run on its own; by default fresh MLP runs of one "
+                          "shape and recipe train together as one batched model (the same "
+                          "per-run results, several times faster for small widths)")
     run.add_argument("--data-dir", default=None,
                      help="directory holding the data files (Fashion-MNIST IDX, CIFAR-10 "
                           "batches); default: the system location, else download")
@@ -638,7 +642,8 @@ def _run_grid_run(args) -> None:
                                 gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
                                 data_dir=args.data_dir)
     else:
-        failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir)
+        failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir,
+                            batch=not args.no_batch)
     for cfg, err in failures:
         print(f"run {cfg.run_id} (depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} "
               f"seed={cfg.seed}) failed: {err}", file=sys.stderr)
