@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .imp import EVAL_BATCH, _finished, _generator, _lr
+from .imp import EVAL_BATCH, _finished, _generator, _lr, _optimizer
 from .nets import build_model, count_params, prunable
 from .prune import density, magnitude_prune
 from .spec import Recipe, RunConfig
@@ -96,16 +96,6 @@ class Stacked:
         self.biases = [b.detach()[members].clone().requires_grad_() for b in self.biases]
 
 
-def _optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
-                               weight_decay=recipe.weight_decay)
-    # fused: one kernel per step for all stacked tensors (the per-op cost dominates small
-    # models); elementwise the same update as the solo path's Adam
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                            fused=True)
-
-
 def _orders(n: int, batch: int, start: int, steps: int, gen: torch.Generator) -> torch.Tensor:
     """The minibatch indices, ``(steps - start, batch)``, that the solo loop draws."""
     order, pos, rows = torch.randperm(n, generator=gen), 0, []
@@ -127,7 +117,8 @@ def train(net: Stacked, masks: list[torch.Tensor], xs: torch.Tensor, ys: torch.T
     idx = torch.stack([_orders(n, recipe.batch_size, start, recipe.steps, g)
                        for n, g in zip(ns, gens, strict=True)], dim=1).to(xs.device)
     rows = torch.arange(k, device=xs.device).unsqueeze(1)
-    opt = _optimizer(recipe, net.parameters())
+    # fused: the per-op cost dominates small stacked models; the same update elementwise
+    opt = _optimizer(recipe, net.parameters(), fused=True)
     losses = []
     for s, step in enumerate(range(start, recipe.steps)):
         for hook in hooks:

@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 from .coords import layout  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .model import Priors, build_model, coef_names, config_dense_draws  # noqa: E402
-from .posterior import FORMAT, Posterior  # noqa: E402
+from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -108,8 +108,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     post = idata.posterior
     names = coef_names(p_depends_on_n)
     chains_, draws_ = post.sizes["chain"], post.sizes["draw"]
-    flat = {v: post[v].to_numpy().reshape(chains_ * draws_, *post[v].shape[2:])
-            for v in ("theta", "sigma_seed", "tau", "log_eps_np_run") if v in post}
+    flat = _flatten(post[[v for v in ("theta", "sigma_seed", "tau", "log_eps_np_run")
+                          if v in post]])
     cfg = config_dense_draws(lay, flat["theta"], flat["sigma_seed"], flat["tau"], names,
                              np.random.default_rng(seed), flat.get("log_eps_np_run"))
     post["log_eps_np_config"] = (("chain", "draw", "config"),

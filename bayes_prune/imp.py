@@ -53,11 +53,13 @@ def _lr(recipe: Recipe, step: int) -> float:
     return recipe.lr * scale
 
 
-def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+def _optimizer(recipe: Recipe, params, fused: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``params``; ``fused`` Adam runs one kernel per step."""
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                                nesterov=True, weight_decay=recipe.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            **({"fused": True} if fused else {}))
 
 
 def train(model, masks: Sequence[torch.Tensor], data: TaskData, recipe: Recipe, start: int,
@@ -66,7 +68,7 @@ def train(model, masks: Sequence[torch.Tensor], data: TaskData, recipe: Recipe, 
     hook is called with the step number before that step. Returns the mean training loss of
     the last 100 steps."""
     weights = [p for _, p in prunable(model)]
-    opt = _optimizer(recipe, model)
+    opt = _optimizer(recipe, model.parameters())
     n = data.y_train.numel()
     order = torch.randperm(n, generator=generator)
     pos, losses = 0, []
