@@ -41,6 +41,17 @@ def check(arch: str, depth: int, width: int) -> None:
         raise UserError(f"resnet depth must be 6k+2 (8, 14, 20, 32, 56, ...), got {depth}")
 
 
+def cnn_readout_positions(shape: tuple[int, ...], depth: int) -> int:
+    """Spatial positions left after ``depth`` conv stages of the CNN family: each stage halves
+    every spatial side (max-pool 2) while the smallest side is at least 4. The read-out is a
+    linear layer on the flattened maps, so the network keeps where a feature was seen."""
+    sides = list(shape[1:])
+    for _ in range(depth):
+        if min(sides) >= 4:
+            sides = [s // 2 for s in sides]
+    return prod(sides)
+
+
 def param_counts(arch: str, task: str, depth: int, width: int) -> tuple[int, int]:
     """``(params_total, params_prunable)`` of the dense ``arch`` network on ``task``."""
     check(arch, depth, width)
@@ -52,7 +63,8 @@ def param_counts(arch: str, task: str, depth: int, width: int) -> tuple[int, int
         return weights + depth * w + n_out, weights
     if arch == "cnn":
         k = CNN_KERNEL[len(info.input_shape) - 1] ** (len(info.input_shape) - 1)
-        weights = c * w * k + (depth - 1) * w * w * k + w * n_out
+        readout = cnn_readout_positions(info.input_shape, depth) * w * n_out
+        weights = c * w * k + (depth - 1) * w * w * k + readout
         return weights + depth * w + n_out, weights
     blocks = (depth - 2) // 6
     weights, norm = 9 * c * w, 2 * w  # stem conv + BN
