@@ -6,8 +6,9 @@ prunable weight counts in closed form (tests pin them to the torch models of
 
 - ``mlp``: ``depth`` hidden Linear layers of ``width`` units (ReLU), then a Linear head.
 - ``cnn``: ``depth`` convolutions of ``width`` channels (kernel 5 for 1-D inputs, 3x3 for
-  images; ReLU; max-pool by 2 while the map is at least 4 wide), global average pool, Linear
-  head.
+  images; ReLU; max-pool by 2 while the map is at least 4 wide), then a Linear head on the
+  flattened maps (so the net knows where a feature was; a global average pool left 1-layer
+  MNIST-1D CNNs near random guessing).
 - ``resnet``: the CIFAR ResNet of He et al. (2016) used by Rosenfeld et al.: ``depth = 6k+2``,
   a 3x3 stem of ``width`` channels and three stages of ``k`` basic blocks with ``width``,
   ``2 width`` and ``4 width`` channels (1x1 projection shortcuts where the shape changes),
