@@ -86,11 +86,35 @@ class DenseLaw:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _logaddexp(xp):
+    """``xp.logaddexp``; for numpy, ``max + log(1 + exp(-|a - b|))``, which is exact to a unit
+    in the last place (``log`` where numpy's ufunc uses the slower ``log1p``: the term it
+    drops is below the precision of the sum) and about twice as fast on the query path's
+    (configurations x draws) arrays."""
+    if xp is not np:
+        return xp.logaddexp
+
+    def lae(a, b):
+        diff = np.subtract(a, b)
+        if np.ndim(diff) == 0:
+            return np.logaddexp(a, b)
+        out = np.maximum(a, b)
+        np.abs(diff, out=diff)
+        np.negative(diff, out=diff)
+        np.exp(diff, out=diff)
+        diff += 1
+        np.log(diff, out=diff)
+        out += diff
+        return out
+
+    return lae
+
+
 def log_eq1(log_d, log_eps_np, log_eps_up, gamma, log_p, xp=np):
     """Log of Eq. 1 for one network, every input already in log space except ``gamma``."""
-    two_log_d = 2.0 * log_d
-    upper = xp.logaddexp(two_log_d, 2.0 * log_p + (2.0 / gamma) * (log_eps_up - log_eps_np))
-    lower = xp.logaddexp(two_log_d, 2.0 * log_p)
+    two_log_d, lae = 2.0 * log_d, _logaddexp(xp)
+    upper = lae(two_log_d, 2.0 * log_p + (2.0 / gamma) * (log_eps_up - log_eps_np))
+    lower = lae(two_log_d, 2.0 * log_p)
     return log_eps_np + 0.5 * gamma * (upper - lower)
 
 
@@ -114,12 +138,11 @@ def error(density, depth, width, eps_np, law: PruneLaw, xp=np):
 def log_dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
     """Log dense error of a network with ``params`` weights trained on ``n_train`` examples,
     from the envelope of Rosenfeld et al. (ICLR 2020); ``eps0`` is the random-guess error."""
-    log_tilde = xp.logaddexp(
-        xp.logaddexp(xp.log(dense.a) - dense.alpha * xp.log(n_train),
-                     xp.log(dense.b) - dense.beta * xp.log(params)),
-        xp.log(dense.c_inf),
-    )
-    return xp.log(eps0) + log_tilde - 0.5 * xp.logaddexp(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
+    lae = _logaddexp(xp)
+    log_tilde = lae(lae(xp.log(dense.a) - dense.alpha * xp.log(n_train),
+                        xp.log(dense.b) - dense.beta * xp.log(params)),
+                    xp.log(dense.c_inf))
+    return xp.log(eps0) + log_tilde - 0.5 * lae(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
 
 
 def dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):

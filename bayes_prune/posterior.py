@@ -30,7 +30,7 @@ import pandas as pd
 from .coords import Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import log_dense_error, log_error
+from .law import log_dense_error, log_eq1, log_invariant
 
 __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
 
@@ -255,8 +255,10 @@ class Posterior:
             log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
             if band == "prediction":
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
-            log_eps = log_error(col["density"], col["depth"], col["width"], np.exp(log_np),
-                                prune)
+            log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
+                                  prune.psi)  # log_error without exp and log of eps_np
+            log_eps = log_eq1(log_m, log_np, np.log(prune.eps_up), prune.gamma,
+                              np.log(prune.p_prime))
             if band == "prediction":
                 n_test = (r["n_test"].to_numpy(np.float32)[:, None] if "n_test" in r
                           else np.float32(n_test_group))
