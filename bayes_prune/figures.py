@@ -88,6 +88,9 @@ def collapse(post: Posterior, grid: pd.DataFrame, arch: str, task: str) -> plt.F
     return fig
 
 
+LOG_COEFS = ("p_prime", "a", "b", "c_inf")
+
+
 def coefficients(post: Posterior, coefs: Sequence[str] = LAW_COEFS,
                  level: float = 0.94) -> plt.Figure:
     """Forest plots of the law's coefficients across the fitted (arch, task) groups."""
@@ -104,6 +107,11 @@ def coefficients(post: Posterior, coefs: Sequence[str] = LAW_COEFS,
                       zip(t["arch"], t["task"], t["lower"], t["median"], t["upper"],
                           strict=True)}, coef, level=level, ax=ax)
         ax.set_title(coef)
+        # scale coefficients (p_prime, the dense law's a, b, c_inf) span orders of magnitude
+        # across groups: a log axis when every interval is positive and they span > 10x
+        if coef in LOG_COEFS and (t["lower"] > 0).all() and \
+                t["upper"].max() > 10 * t["lower"].min():
+            ax.set_xscale("log")
     return fig
 
 
