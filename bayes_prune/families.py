@@ -42,15 +42,17 @@ def check(arch: str, depth: int, width: int) -> None:
         raise UserError(f"resnet depth must be 6k+2 (8, 14, 20, 32, 56, ...), got {depth}")
 
 
-def cnn_readout_positions(shape: tuple[int, ...], depth: int) -> int:
-    """Spatial positions left after ``depth`` conv stages of the CNN family: each stage halves
-    every spatial side (max-pool 2) while the smallest side is at least 4. The read-out is a
-    linear layer on the flattened maps, so the network keeps where a feature was seen."""
-    sides = list(shape[1:])
+def cnn_stages(shape: tuple[int, ...], depth: int) -> tuple[list[bool], int]:
+    """The CNN family's layout on inputs of ``shape``: for each of the ``depth`` conv stages
+    whether it max-pools by 2 (while the smallest spatial side is at least 4, which keeps maps
+    at least 2 wide), and the spatial positions left for the read-out, a linear layer on the
+    flattened maps (so the network keeps where a feature was seen)."""
+    sides, pools = list(shape[1:]), []
     for _ in range(depth):
-        if min(sides) >= 4:
+        pools.append(min(sides) >= 4)
+        if pools[-1]:
             sides = [s // 2 for s in sides]
-    return prod(sides)
+    return pools, prod(sides)
 
 
 def param_counts(arch: str, task: str, depth: int, width: int) -> tuple[int, int]:
@@ -64,7 +66,7 @@ def param_counts(arch: str, task: str, depth: int, width: int) -> tuple[int, int
         return weights + depth * w + n_out, weights
     if arch == "cnn":
         k = CNN_KERNEL[len(info.input_shape) - 1] ** (len(info.input_shape) - 1)
-        readout = cnn_readout_positions(info.input_shape, depth) * w * n_out
+        readout = cnn_stages(info.input_shape, depth)[1] * w * n_out
         weights = c * w * k + (depth - 1) * w * w * k + readout
         return weights + depth * w + n_out, weights
     blocks = (depth - 2) // 6

@@ -141,12 +141,13 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
     priors = priors or Priors()
     names = coef_names(p_depends_on_n)
     g, cfg, runs, pts = lay.groups, lay.configs, lay.runs, lay.points
+    weak = np.array([n in NONCENTRED for n in names])  # every coefficient set has both kinds
     coords = {"coef": names, "arch": lay.archs, "task": lay.tasks,
               "group": [f"{a}/{t}" for a, t in zip(g["arch"], g["task"], strict=True)],
               "config": np.arange(len(cfg)), "run": np.arange(len(runs)),
               "point": np.arange(len(pts)),
-              "coef_centred": [n for n in names if n not in NONCENTRED],
-              "coef_noncentred": [n for n in names if n in NONCENTRED]}
+              "coef_centred": [n for n, w in zip(names, weak, strict=True) if not w],
+              "coef_noncentred": [n for n, w in zip(names, weak, strict=True) if w]}
     if runs_mode == "measured":  # the dense points condition their runs; the rest are fitted
         use = np.flatnonzero(pts["round"].to_numpy() != 0)
     else:
@@ -156,18 +157,16 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
     with pm.Model(coords=coords) as model:
         mean_k = np.array([priors.mu["mean"][n] for n in names])
         cov = pooling_cov(g["arch"], g["task"], *(np.array(v) for v in priors.scales(names)))
-        chol, weak = np.linalg.cholesky(cov), np.array([n in NONCENTRED for n in names])
-        rows: list = [None] * len(names)
-        if (~weak).any():  # centred: the data pin these down far more tightly than the prior
-            c = pm.MvNormal("theta_kg", mu=np.repeat(mean_k[~weak, None], len(g), axis=1),
-                            chol=chol[~weak], dims=("coef_centred", "group"))
-            for j, k in enumerate(np.flatnonzero(~weak)):
-                rows[k] = c[j]
-        if weak.any():  # non-centred: the data leave these close to their correlated prior
-            z = pm.Normal("theta_z", 0.0, 1.0, dims=("coef_noncentred", "group"))
-            nc = mean_k[weak, None] + (chol[weak] * z[:, None, :]).sum(axis=-1)
-            for j, k in enumerate(np.flatnonzero(weak)):
-                rows[k] = nc[j]
+        chol, rows = np.linalg.cholesky(cov), [None] * len(names)
+        # centred: the data pin these down far more tightly than the prior
+        c = pm.MvNormal("theta_kg", mu=np.repeat(mean_k[~weak, None], len(g), axis=1),
+                        chol=chol[~weak], dims=("coef_centred", "group"))
+        # non-centred: the data leave these close to their correlated prior
+        z = pm.Normal("theta_z", 0.0, 1.0, dims=("coef_noncentred", "group"))
+        nc = mean_k[weak, None] + (chol[weak] * z[:, None, :]).sum(axis=-1)
+        for part, ks in ((c, np.flatnonzero(~weak)), (nc, np.flatnonzero(weak))):
+            for j, k in enumerate(ks):
+                rows[k] = part[j]
         theta = pm.Deterministic("theta", pt.stack(rows).T, dims=("group", "coef"))
         sigma = pm.LogNormal("sigma", np.log(priors.sigma), 0.5, dims="group")
         sigma_seed = pm.LogNormal("sigma_seed", np.log(priors.sigma_seed), 0.5, dims="group")
@@ -227,10 +226,10 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
     cfg, g = lay.configs, lay.groups
     cg = cfg["group_idx"].to_numpy()
     th = {n: theta[..., cg, i] for i, n in enumerate(names)}
-    eps0 = g["eps0"].to_numpy()[cg]
-    _, dense = laws(th, lay.centres, eps0, xp=xp)
-    return log_dense_error(cfg["params_total"].to_numpy(float), cfg["n_train"].to_numpy(float),
-                           dense, eps0, xp=xp)
+    eps0, n = g["eps0"].to_numpy()[cg], cfg["n_train"].to_numpy(float)
+    # n_train: the p_depends_on_n variant's prune law needs it, though only the dense law is used
+    _, dense = laws(th, lay.centres, eps0, n_train=n, xp=xp)
+    return log_dense_error(cfg["params_total"].to_numpy(float), n, dense, eps0, xp=xp)
 
 
 def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c, xp=pt):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .families import CNN_KERNEL, check, cnn_readout_positions
+from .families import CNN_KERNEL, check, cnn_stages
 from .tasks import task_info
 
 __all__ = ["build_model", "prunable", "count_params"]
@@ -24,13 +24,11 @@ def _cnn(shape: tuple[int, ...], depth: int, width: int, n_out: int) -> nn.Modul
     conv, pool = (nn.Conv1d, nn.MaxPool1d) if dims == 1 else (nn.Conv2d, nn.MaxPool2d)
     k = CNN_KERNEL[dims]
     layers: list[nn.Module] = []
-    sides = list(shape[1:])
-    for i in range(depth):
+    pools, positions = cnn_stages(shape, depth)
+    for i, pooled in enumerate(pools):
         layers += [conv(shape[0] if i == 0 else width, width, k, padding=k // 2), nn.ReLU()]
-        if min(sides) >= 4:  # keep maps at least 2 wide
+        if pooled:
             layers.append(pool(2))
-            sides = [s // 2 for s in sides]
-    positions = cnn_readout_positions(shape, depth)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * positions, n_out))
 
 
