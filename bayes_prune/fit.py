@@ -117,6 +117,10 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     if log_likelihood:
         import pymc as pm
 
+        # the run latents start at the measured dense errors (initval), which PyMC's graph
+        # rewriting for the pointwise log likelihood refuses; sampling is done, so drop them
+        for rv in model.free_RVs:
+            model.set_initval(rv, None)
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     keep = az.InferenceData(posterior=idata.posterior[[v for v in _KEEP if v in idata.posterior]],
                             sample_stats=idata.sample_stats[["diverging"]]

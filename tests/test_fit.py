@@ -146,3 +146,20 @@ def test_fit_is_reproducible_with_a_seed(fitted, tmp_path):
                  "--tune", "300", "--chains", "2", "--seed", "1", "--quiet"]) == 0
     a, b = Posterior.load(fitted / "post.nc"), Posterior.load(tmp_path / "p.nc")
     np.testing.assert_array_equal(a.draws["theta"], b.draws["theta"])
+
+
+def test_p_depends_on_n_variant_fits_with_loo_and_answers_queries(tmp_path):
+    write_grid(_grid(), tmp_path / "g.csv")
+    assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "100",
+                 "--tune", "200", "--chains", "2", "--seed", "1", "--p-depends-on-n", "--loo",
+                 "--quiet"]) == 0
+    import arviz as az
+
+    post = Posterior.load(tmp_path / "p.nc")
+    assert "kappa_n" in post.coefs
+    loo = az.loo(az.from_netcdf(tmp_path / "p.nc"))  # the stored pointwise log likelihood
+    assert np.isfinite(loo.elpd_loo)
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 2, "width": 16,
+                         "n_train": [1000, 4000], "density": 0.05})
+    t = post.summary(rows)
+    assert ((t["lower"] > 0) & (t["upper"] < 1) & (t["lower"] < t["upper"])).all()
