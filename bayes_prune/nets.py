@@ -63,16 +63,22 @@ def _resnet(c_in: int, depth: int, width: int, n_out: int) -> nn.Module:
 
 
 def build_model(arch: str, task: str, depth: int, width: int) -> nn.Module:
-    """The dense ``arch`` network for ``task``, initialised from torch's current RNG state."""
+    """The dense ``arch`` network for ``task``, initialised from torch's current RNG state.
+
+    Networks with 2-D convolutions come in the channels-last memory format: on the CPU their
+    convolutions and max-pools run 1.6-2x faster that way (Fashion-MNIST CNNs, one thread), and
+    the values are the same up to float rounding. Inputs can stay in the default layout."""
     check(arch, depth, width)
     info = task_info(task)
     if arch == "mlp":
         return _mlp(int(torch.tensor(info.input_shape).prod()), depth, width, info.n_classes)
     if arch == "cnn":
-        return _cnn(info.input_shape, depth, width, info.n_classes)
-    if len(info.input_shape) != 3:
+        model = _cnn(info.input_shape, depth, width, info.n_classes)
+    elif len(info.input_shape) != 3:
         raise UserError(f"resnet needs image inputs; task {task!r} has shape {info.input_shape}")
-    return _resnet(info.input_shape[0], depth, width, info.n_classes)
+    else:
+        model = _resnet(info.input_shape[0], depth, width, info.n_classes)
+    return model.to(memory_format=torch.channels_last) if len(info.input_shape) == 3 else model
 
 
 def prunable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
