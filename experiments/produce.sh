@@ -2,13 +2,14 @@
 # Produce the reference error grids: run each spec into its own store (resumable: re-run this
 # script after an interruption), then export the grid CSV and a provenance sidecar.
 # Usage: experiments/produce.sh SPEC.toml [SPEC.toml ...]
+# Extra `grid run` options go in GRID_ARGS, e.g. GRID_ARGS="--workers 2".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 for spec in "$@"; do
   name=$(basename "$spec" .toml)
   store="$here/results/$name.sqlite"
   start=$(date +%s)
-  bayes-prune grid run "$spec" --store "$store" --device cpu
+  bayes-prune grid run "$spec" --store "$store" --device cpu ${GRID_ARGS:-}
   bayes-prune grid export --store "$store" -o "$here/results/$name.csv"
   python - "$spec" "$store" "$here/results/$name.json" "$start" <<'PY'
 import json, platform, sqlite3, subprocess, sys, time
