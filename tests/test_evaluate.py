@@ -58,3 +58,30 @@ def test_fit_quality_table():
     table = evaluate.fit_quality(grid)
     assert len(table) == 4 and (table["runs"] == 6).all()
     assert (table["seed_std"] > 0).all() and (table["joint_delta_mean"].abs() < 0.05).all()
+
+
+def test_evaluate_command_passes_the_bayesian_options_through(split, tmp_path, monkeypatch,
+                                                              capsys):
+    import json
+
+    from bayes_prune.cli import main
+    from bayes_prune.grid import write_grid
+
+    fit, held = split
+    write_grid(fit, tmp_path / "fit.csv")
+    write_grid(held, tmp_path / "held.csv")
+    seen = {}
+
+    def fake_bayes(fit_grid, holdout, **kwargs):  # the sampler is tested in test_fit.py
+        seen.update(kwargs)
+        return np.log(np.tile(holdout["test_error"].to_numpy()[:, None], (1, 10)))
+
+    monkeypatch.setattr(evaluate, "predict_bayes", fake_bayes)
+    rc = main(["evaluate", str(tmp_path / "fit.csv"), "--holdout", str(tmp_path / "held.csv"),
+               "--methods", "bayes", "lsq", "--p-depends-on-n", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["method"] for r in rows} == {"bayes", "lsq"} and len(rows) == 8
+    assert seen["p_depends_on_n"] is True and seen["draws"] == 1000 and seen["tune"] == 1000
+    bayes = [r for r in rows if r["method"] == "bayes"]
+    assert all(r["median_abs_delta"] == 0 and r["coverage_90"] == 1 for r in bayes)
