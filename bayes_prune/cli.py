@@ -226,8 +226,7 @@ def _add_fit(sub) -> None:
                    help="chains sampled at once (default: the machine's CPU count)")
     p.add_argument("--likelihood", choices=("normal", "student"), default="normal",
                    help="observation model on log error (default: normal)")
-    p.add_argument("--p-depends-on-n", action="store_true",
-                   help="variant: log p' gets a slope in log n_train (compare by LOO)")
+    _add_variants(p)
     p.add_argument("--loo", action="store_true",
                    help="store the pointwise log likelihood and print PSIS-LOO")
     p.add_argument("--priors", metavar="JSON", default=None,
@@ -271,7 +270,7 @@ def _run_fit(args) -> None:
 
     post = fit(grid, sampler=args.sampler, draws=args.draws, tune=args.tune,
                chains=args.chains, seed=args.seed, cores=args.cores,
-               likelihood=args.likelihood, p_depends_on_n=args.p_depends_on_n, priors=priors,
+               likelihood=args.likelihood, priors=priors, **_variants(args),
                log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid))
     post.save(out)
     d, s = post.diagnostics, post.meta["settings"]
@@ -518,6 +517,22 @@ def _run_compare(args) -> None:
     print(f"P({args.coef} of {res['a']} > {args.coef} of {res['b']}) = {res['p_a_greater']:.3f}")
 
 
+def _add_variants(p) -> None:
+    """The law's variants, for `fit` and `evaluate` (each off: the paper's law)."""
+    p.add_argument("--p-depends-on-n", action="store_true",
+                   help="variant: log p' gets a slope in log n_train (compare by LOO)")
+    p.add_argument("--gamma-depends-on-n", action="store_true",
+                   help="variant: log gamma gets a slope in log n_train")
+    p.add_argument("--curved", action="store_true",
+                   help="variant: the invariant log m* gets curvature terms in log depth and "
+                        "log width (phi2, psi2; prior centred at 0): bands that widen with "
+                        "the distance of an extrapolation")
+
+
+def _variants(args) -> dict:
+    return {k: getattr(args, k) for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")}
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="extrapolation: fit on some configurations, score the others",
@@ -539,8 +554,7 @@ def _add_evaluate(sub) -> None:
                         "the three shipped grids did not converge: R-hat 1.04)")
     p.add_argument("--tune", type=int, default=1000, help="Bayesian tuning steps (1000)")
     p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
-    p.add_argument("--p-depends-on-n", action="store_true",
-                   help="Bayesian model variant: log p' gets a slope in log n_train")
+    _add_variants(p)
     p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--json", action="store_true",
@@ -560,8 +574,7 @@ def _run_evaluate(args) -> None:
         fit_grid, held = grid, _read_grids(args.holdout)
     rows = evaluate.evaluate(fit_grid, held, methods=args.methods, n_boot=args.n_boot,
                              seed=args.seed, draws=args.draws, tune=args.tune,
-                             chains=args.chains, progress=False,
-                             p_depends_on_n=args.p_depends_on_n)
+                             chains=args.chains, progress=False, **_variants(args))
     if args.json:
         print(json.dumps(rows, indent=1, default=_plain))
         return

@@ -38,7 +38,16 @@ left the sampler multimodal on grids of a few dozen configurations.
 
 ==============  ==============================================================================
 kappa_n         (variant ``p_depends_on_n``) d log p' / d log n_train
+kappa_gamma_n   (variant ``gamma_depends_on_n``) d log gamma / d log n_train
+phi2, psi2      (variant ``curved``) curvature of the invariant in log depth and log width:
+                log m* = log d + phi log l + psi log w + phi2/2 (log l - <log l>)^2
+                + psi2/2 (log w - <log w>)^2; both 0 is the paper's invariant
 ==============  ==============================================================================
+
+The variants' extra coefficients are 0 under the paper's law and have priors centred there,
+so the data have to move them. They are for fits that must extrapolate: a grid of small
+networks barely informs a curvature, and its posterior spread widens a prediction band with
+the square of the distance from the grid's centre.
 """
 
 from __future__ import annotations
@@ -51,11 +60,14 @@ import pandas as pd
 from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
-__all__ = ["COEFS", "KAPPA", "Centres", "Layout", "layout", "laws", "pooling_cov"]
+__all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "layout", "laws",
+           "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
 KAPPA = "kappa_n"
+KAPPA_GAMMA = "kappa_gamma_n"
+CURVATURE = ("phi2", "psi2")
 
 
 @dataclass(frozen=True)
@@ -82,15 +94,25 @@ class Centres:
                    half_span=max(span, 0.05))
 
 
-def laws(theta, centres: Centres, eps0, n_train=None, xp=np) -> tuple[PruneLaw, DenseLaw]:
+def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
+         xp=np) -> tuple[PruneLaw, DenseLaw]:
     """Map the coefficients (a mapping from :data:`COEFS` names to arrays that broadcast) to the
-    law's containers. ``n_train`` is needed only when ``theta`` has :data:`KAPPA`."""
+    law's containers. ``n_train`` is needed only when ``theta`` has :data:`KAPPA` or
+    :data:`KAPPA_GAMMA`; ``depth`` and ``width`` only with :data:`CURVATURE` (without them,
+    the grid's centre). The curvature is folded into ``p_prime``, which then varies with depth
+    and width: the law depends on ``log m* - log p'`` only."""
     phi, psi = theta["phi"], theta["psi"]
-    gamma = xp.exp(theta["log_gamma"])
+    log_gamma = theta["log_gamma"]
+    if KAPPA_GAMMA in theta:
+        log_gamma = log_gamma + theta[KAPPA_GAMMA] * (xp.log(n_train) - centres.log_n)
+    gamma = xp.exp(log_gamma)
     log_p = (theta["log_p_centre"] - centres.half_span / gamma + phi * centres.log_depth
              + psi * centres.log_width)
     if KAPPA in theta:
         log_p = log_p + theta[KAPPA] * (xp.log(n_train) - centres.log_n)
+    if CURVATURE[0] in theta and depth is not None:
+        log_p = log_p - 0.5 * (theta["phi2"] * (xp.log(depth) - centres.log_depth) ** 2
+                               + theta["psi2"] * (xp.log(width) - centres.log_width) ** 2)
     prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p),
                      eps_up=eps0 / (1.0 + xp.exp(-theta["logit_eps_up"])), phi=phi, psi=psi)
     za, zb, level = theta["logit_share_a"], theta["logit_share_b"], theta["log_dense"]

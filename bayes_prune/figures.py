@@ -77,6 +77,11 @@ def collapse(post: Posterior, grid: pd.DataFrame, arch: str, task: str) -> plt.F
     nat = {k: float(np.median(v)) for k, v in post.natural(arch, task).items()}
     log_m = (np.log(rows["density"].to_numpy(float)) + nat["phi"] * np.log(rows["depth"])
              + nat["psi"] * np.log(rows["width"])).to_numpy()
+    if "phi2" in nat:  # the curved variant's invariant
+        c = post.centres
+        log_m = log_m + 0.5 * (nat["phi2"] * (np.log(rows["depth"]) - c.log_depth) ** 2
+                               + nat["psi2"] * (np.log(rows["width"]) - c.log_width) ** 2
+                               ).to_numpy()
     m = np.geomspace(np.exp(log_m.min()), np.exp(log_m.max()), 200)
     eps_np = float(rows.loc[rows["round"] == 0, "test_error"].median())
     law = PruneLaw(**{k: nat[k] for k in LAW_COEFS})

@@ -70,7 +70,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         p_depends_on_n: bool = False, priors: Priors | None = None,
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
         low_rank: bool = False, runs_mode: str = "latent",
-        target_accept: float = 0.95) -> Posterior:
+        target_accept: float = 0.95, gamma_depends_on_n: bool = False,
+        curved: bool = False) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
     ``cores`` defaults to the machine's CPU count (PyMC would otherwise count one core here
@@ -79,12 +80,14 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     ``"latent"`` (each run's dense error sampled) or ``"measured"`` (conditioned on, as the
     paper's fit does: faster, but blind to the dense point's own noise). ``target_accept``
     0.95 keeps the sampler off the dense law's soft walls (divergences at 0.9);
-    ``low_rank`` turns on nutpie's low-rank mass matrix adaptation.
+    ``low_rank`` turns on nutpie's low-rank mass matrix adaptation. ``p_depends_on_n``,
+    ``gamma_depends_on_n`` and ``curved`` are the law's variants (:mod:`bayes_prune.coords`).
     """
     lay = layout(grid)
     priors = priors or Priors()
-    model = build_model(lay, priors, likelihood=likelihood, p_depends_on_n=p_depends_on_n,
-                        runs_mode=runs_mode)
+    variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,
+                "curved": curved}
+    model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, **variants)
     which = _sampler(sampler)
     cores = cores or os.cpu_count() or 1
     start = time.perf_counter()
@@ -106,7 +109,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
                               compute_convergence_checks=False)
     seconds = time.perf_counter() - start
     post = idata.posterior
-    names = coef_names(p_depends_on_n)
+    names = coef_names(**variants)
     chains_, draws_ = post.sizes["chain"], post.sizes["draw"]
     flat = _flatten(post[[v for v in ("theta", "sigma_seed", "tau", "log_eps_np_run")
                           if v in post]])
@@ -132,9 +135,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "format": FORMAT,
         "settings": {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
                      "seed": seed, "target_accept": target_accept, "likelihood": likelihood,
-                     "p_depends_on_n": p_depends_on_n,
-                     "runs_mode": runs_mode,
-                     "coefs": coef_names(p_depends_on_n), "seconds": round(seconds, 2)},
+                     **variants, "runs_mode": runs_mode, "coefs": names,
+                     "seconds": round(seconds, 2)},
         "priors": priors.to_dict(),
         "diagnostics": diagnostics,
         "provenance": {"source": source, "points": int(len(grid)),

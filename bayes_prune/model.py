@@ -56,7 +56,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .coords import COEFS, KAPPA, Layout, laws, pooling_cov
+from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, laws, pooling_cov
 from .errors import UserError
 from .law import log_dense_error, log_error
 from .lsq import observed_errors
@@ -86,15 +86,15 @@ class Priors:
         {"log_gamma": np.log(2.0), "log_p_centre": -3.0, "phi": 0.5, "psi": 1.0,
          "logit_eps_up": 2.0, "log_dense": np.log(0.15), "logit_share_a": 0.0,
          "logit_share_b": 0.0, "log_slope_n": np.log(0.2), "log_slope_m": np.log(0.15),
-         KAPPA: 0.0},
+         KAPPA: 0.0, KAPPA_GAMMA: 0.0, "phi2": 0.0, "psi2": 0.0},
         {"log_gamma": 0.5, "log_p_centre": 1.5, "phi": 0.75, "psi": 0.75, "logit_eps_up": 1.5,
          "log_dense": 1.0, "logit_share_a": 0.5, "logit_share_b": 0.5, "log_slope_n": 0.75,
-         "log_slope_m": 0.75, KAPPA: 0.5})
+         "log_slope_m": 0.75, KAPPA: 0.5, KAPPA_GAMMA: 0.5, "phi2": 0.5, "psi2": 0.5})
     spread: dict = field(default_factory=lambda: {
         k: {"log_gamma": f * 0.3, "log_p_centre": f * 0.75, "phi": f * 0.3, "psi": f * 0.3,
             "logit_eps_up": f * 0.5, "log_dense": f * 0.5, "logit_share_a": f * 0.25,
             "logit_share_b": f * 0.25, "log_slope_n": f * 0.3, "log_slope_m": f * 0.3,
-            KAPPA: f * 0.2}
+            KAPPA: f * 0.2, KAPPA_GAMMA: f * 0.2, "phi2": f * 0.25, "psi2": f * 0.25}
         for k, f in (("arch", 1.0), ("task", 1.0), ("pair", 1 / 3))})
     # Noise scales: LogNormal(log median, 0.5). Bounded away from 0, unlike HalfNormal: with
     # 2-3 seeds a configuration, a scale near 0 opens a funnel the sampler cannot enter.
@@ -124,22 +124,28 @@ class Priors:
         return cls(**base)
 
 
-def coef_names(p_depends_on_n: bool) -> list[str]:
-    return list(COEFS) + ([KAPPA] if p_depends_on_n else [])
+def coef_names(p_depends_on_n: bool = False, gamma_depends_on_n: bool = False,
+               curved: bool = False) -> list[str]:
+    """The coefficients of the model with the given variants (see :mod:`bayes_prune.coords`)."""
+    return (list(COEFS) + ([KAPPA] if p_depends_on_n else [])
+            + ([KAPPA_GAMMA] if gamma_depends_on_n else []) + (list(CURVATURE) if curved else []))
 
 
 def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "normal",
                 p_depends_on_n: bool = False, observed: bool = True,
-                runs_mode: str = "latent") -> pm.Model:
+                runs_mode: str = "latent", gamma_depends_on_n: bool = False,
+                curved: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
-    ``"latent"`` samples every run's dense error; ``"measured"`` conditions on it."""
+    ``"latent"`` samples every run's dense error; ``"measured"`` conditions on it.
+    ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
+    (:mod:`bayes_prune.coords`)."""
     if runs_mode not in RUNS_MODES:
         raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
     if likelihood not in LIKELIHOODS:
         raise UserError(f"unknown likelihood {likelihood!r}; choose {', '.join(LIKELIHOODS)}")
     priors = priors or Priors()
-    names = coef_names(p_depends_on_n)
+    names = coef_names(p_depends_on_n, gamma_depends_on_n, curved)
     g, cfg, runs, pts = lay.groups, lay.configs, lay.runs, lay.points
     weak = np.array([n in NONCENTRED for n in names])  # every coefficient set has both kinds
     coords = {"coef": names, "arch": lay.archs, "task": lay.tasks,
@@ -191,7 +197,8 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         pg = p["group_idx"].to_numpy()
         th_p = {n: theta[pg, i] for i, n in enumerate(names)}
         prune_p, _ = laws(th_p, lay.centres, p["eps0"].to_numpy(),
-                          n_train=p["n_train"].to_numpy(float), xp=pt)
+                          n_train=p["n_train"].to_numpy(float), depth=p["depth"].to_numpy(float),
+                          width=p["width"].to_numpy(float), xp=pt)
         mean = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
                          p["width"].to_numpy(float),
                          pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)

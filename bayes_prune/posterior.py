@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .coords import Centres, laws, pooling_cov
+from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .law import log_dense_error, log_eq1, log_invariant
@@ -158,14 +158,16 @@ class Posterior:
 
     def natural(self, arch: str, task: str) -> dict[str, np.ndarray]:
         """Draws of the law's coefficients on their natural scale for (arch, task): the joint
-        law's ``gamma, p_prime, phi, psi, eps_up`` (``p_prime`` at the grid's centre n_train
-        for the ``p_depends_on_n`` variant) and the dense law's ``a, alpha, b, beta, c_inf``."""
+        law's ``gamma, p_prime, phi, psi, eps_up`` (for the variants: at the grid's centre
+        n_train, depth and width), the dense law's ``a, alpha, b, beta, c_inf``, and the
+        ``curved`` variant's ``phi2, psi2``."""
         eps0, _ = self._eps0_ntest(arch, task)
-        prune, dense = laws(self.coefficients(arch, task), self.centres, eps0,
-                            n_train=np.exp(self.centres.log_n))
+        theta = self.coefficients(arch, task)
+        prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n))
         out = {k: np.broadcast_to(v, (self.n_draws,)) for k, v in prune.as_dict().items()}
         out.update({k: np.broadcast_to(v, (self.n_draws,)) for k, v in dense.as_dict().items()
                     if k != "eta"})
+        out.update({k: v for k, v in theta.items() if k in CURVATURE})
         return out
 
     def coefficient_table(self, level: float = 0.94) -> pd.DataFrame:
@@ -251,7 +253,8 @@ class Posterior:
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
-            prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"])
+            prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
+                                depth=col["depth"], width=col["width"])
             log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
             if band == "prediction":
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)

@@ -148,18 +148,28 @@ def test_fit_is_reproducible_with_a_seed(fitted, tmp_path):
     np.testing.assert_array_equal(a.draws["theta"], b.draws["theta"])
 
 
-def test_p_depends_on_n_variant_fits_with_loo_and_answers_queries(tmp_path):
+def test_law_variants_fit_with_loo_and_answer_queries(tmp_path):
     write_grid(_grid(), tmp_path / "g.csv")
     assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "100",
-                 "--tune", "200", "--chains", "2", "--seed", "1", "--p-depends-on-n", "--loo",
-                 "--quiet"]) == 0
+                 "--tune", "200", "--chains", "2", "--seed", "1", "--p-depends-on-n",
+                 "--gamma-depends-on-n", "--curved", "--loo", "--quiet"]) == 0
     import arviz as az
 
     post = Posterior.load(tmp_path / "p.nc")
-    assert "kappa_n" in post.coefs
+    assert {"kappa_n", "kappa_gamma_n", "phi2", "psi2"} <= set(post.coefs)
+    assert post.meta["settings"]["curved"] and post.meta["settings"]["gamma_depends_on_n"]
     loo = az.loo(az.from_netcdf(tmp_path / "p.nc"))  # the stored pointwise log likelihood
     assert np.isfinite(loo.elpd_loo)
-    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 2, "width": 16,
-                         "n_train": [1000, 4000], "density": 0.05})
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 2, "width": [16, 16, 512],
+                         "n_train": [1000, 4000, 4000], "density": 0.05,
+                         "params_total": synthetic_params(2, np.array([16, 16, 512]))})
     t = post.summary(rows)
     assert ((t["lower"] > 0) & (t["upper"] < 1) & (t["lower"] < t["upper"])).all()
+    # the curvature is barely informed far from the grid (widths 16-64): a wider band at 512
+    width = np.log(t["upper"] / t["lower"]).to_numpy()
+    assert width[2] > 1.5 * width[1]
+    k = [post.coefs.index(c) for c in ("phi2", "psi2")]  # the curvature's spread did that:
+    post.draws["theta"][:, :, k] = post.draws["theta"][:, :, k].mean(axis=0)
+    fixed = post.summary(rows)
+    assert np.log(fixed["upper"] / fixed["lower"]).to_numpy()[2] < 0.9 * width[2]
+    assert set(post.natural("syn-a", "syn-x")) >= {"phi2", "psi2", "gamma", "p_prime"}

@@ -84,3 +84,30 @@ def test_numpy_and_pytensor_evaluate_the_same_code():
     eps0 = np.float64(0.9)
     np.testing.assert_allclose(dense_error(params, n, dense, eps0, xp=pt).eval(),
                                dense_error(params, n, dense, eps0), rtol=0, atol=1e-10)
+
+
+def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
+    from bayes_prune.coords import Centres, laws
+
+    c = Centres(log_depth=np.log(2.0), log_width=np.log(32.0), log_n=np.log(2000.0),
+                log_params=np.log(1e4), half_span=0.5)
+    base = {"log_gamma": 0.3, "log_p_centre": -2.0, "phi": 0.5, "psi": 1.0, "logit_eps_up": 2.0,
+            "log_dense": -1.5, "logit_share_a": 0.0, "logit_share_b": 0.0,
+            "log_slope_n": -1.5, "log_slope_m": -2.0}
+    depth, width, n = np.array([1.0, 2.0, 8.0]), np.array([8.0, 32.0, 256.0]), np.array(
+        [500.0, 2000.0, 8000.0])
+    p0, _ = laws(base, c, 0.9)
+    flat, _ = laws({**base, "kappa_gamma_n": 0.0, "phi2": 0.0, "psi2": 0.0}, c, 0.9,
+                   n_train=n, depth=depth, width=width)
+    np.testing.assert_allclose(flat.p_prime, p0.p_prime)
+    np.testing.assert_allclose(flat.gamma, p0.gamma)
+    bent, _ = laws({**base, "kappa_gamma_n": 0.4, "phi2": 0.3, "psi2": 0.2}, c, 0.9,
+                   n_train=n, depth=depth, width=width)
+    # at the centre (depth 2, width 32, n 2000) nothing changes; away from it p' falls as
+    # the curvature lifts log m*, and gamma follows n
+    assert bent.gamma[1] == pytest.approx(float(p0.gamma))
+    assert bent.p_prime[1] == pytest.approx(float(p0.p_prime))
+    np.testing.assert_allclose(np.log(bent.gamma), 0.3 + 0.4 * np.log(n / 2000.0))
+    curv = 0.5 * (0.3 * np.log(depth / 2) ** 2 + 0.2 * np.log(width / 32) ** 2)
+    log_p0 = -2.0 - 0.5 / bent.gamma + 0.5 * np.log(2.0) + 1.0 * np.log(32.0)
+    np.testing.assert_allclose(np.log(bent.p_prime), log_p0 - curv)
