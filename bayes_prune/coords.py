@@ -60,8 +60,8 @@ import pandas as pd
 from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
-__all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "layout", "laws",
-           "pooling_cov"]
+__all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "curvature",
+           "layout", "laws", "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
@@ -94,6 +94,13 @@ class Centres:
                    half_span=max(span, 0.05))
 
 
+def curvature(theta, centres: Centres, depth, width, xp=np):
+    """The ``curved`` variant's term of log m*: ``phi2/2 (log l - <log l>)^2 + psi2/2 (log w -
+    <log w>)^2``."""
+    return 0.5 * (theta["phi2"] * (xp.log(depth) - centres.log_depth) ** 2
+                  + theta["psi2"] * (xp.log(width) - centres.log_width) ** 2)
+
+
 def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
          xp=np) -> tuple[PruneLaw, DenseLaw]:
     """Map the coefficients (a mapping from :data:`COEFS` names to arrays that broadcast) to the
@@ -111,8 +118,7 @@ def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
     if KAPPA in theta:
         log_p = log_p + theta[KAPPA] * (xp.log(n_train) - centres.log_n)
     if CURVATURE[0] in theta and depth is not None:
-        log_p = log_p - 0.5 * (theta["phi2"] * (xp.log(depth) - centres.log_depth) ** 2
-                               + theta["psi2"] * (xp.log(width) - centres.log_width) ** 2)
+        log_p = log_p - curvature(theta, centres, depth, width, xp=xp)
     prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p),
                      eps_up=eps0 / (1.0 + xp.exp(-theta["logit_eps_up"])), phi=phi, psi=psi)
     za, zb, level = theta["logit_share_a"], theta["logit_share_b"], theta["log_dense"]

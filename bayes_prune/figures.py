@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots
+from .coords import curvature
 from .errors import UserError
 from .grid import CONFIG_KEY, random_errors
 from .law import PruneLaw, error
@@ -78,10 +79,8 @@ def collapse(post: Posterior, grid: pd.DataFrame, arch: str, task: str) -> plt.F
     log_m = (np.log(rows["density"].to_numpy(float)) + nat["phi"] * np.log(rows["depth"])
              + nat["psi"] * np.log(rows["width"])).to_numpy()
     if "phi2" in nat:  # the curved variant's invariant
-        c = post.centres
-        log_m = log_m + 0.5 * (nat["phi2"] * (np.log(rows["depth"]) - c.log_depth) ** 2
-                               + nat["psi2"] * (np.log(rows["width"]) - c.log_width) ** 2
-                               ).to_numpy()
+        log_m = log_m + curvature(nat, post.centres, rows["depth"].to_numpy(float),
+                                  rows["width"].to_numpy(float))
     m = np.geomspace(np.exp(log_m.min()), np.exp(log_m.max()), 200)
     eps_np = float(rows.loc[rows["round"] == 0, "test_error"].median())
     law = PruneLaw(**{k: nat[k] for k in LAW_COEFS})
