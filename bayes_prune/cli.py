@@ -518,7 +518,8 @@ def _run_compare(args) -> None:
 
 
 def _add_variants(p) -> None:
-    """The law's variants, for `fit` and `evaluate` (each off: the paper's law)."""
+    """The law's variants, for `fit` and `evaluate` (each off: the paper's law), and the
+    extrapolation discrepancy (on)."""
     p.add_argument("--p-depends-on-n", action="store_true",
                    help="variant: log p' gets a slope in log n_train (compare by LOO)")
     p.add_argument("--gamma-depends-on-n", action="store_true",
@@ -527,10 +528,15 @@ def _add_variants(p) -> None:
                    help="variant: the invariant log m* gets curvature terms in log depth and "
                         "log width (phi2, psi2; prior centred at 0): bands that widen with "
                         "the distance of an extrapolation")
+    p.add_argument("--no-discrepancy", action="store_true",
+                   help="do not widen the bands of configurations larger than the grid by the "
+                        "law's extrapolation miss, as measured by nested splits of the grid "
+                        "(fit on the smaller configurations, predict the larger); on by default")
 
 
 def _variants(args) -> dict:
-    return {k: getattr(args, k) for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")}
+    return {**{k: getattr(args, k) for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
+            "discrepancy": not args.no_discrepancy}
 
 
 def _add_evaluate(sub) -> None:

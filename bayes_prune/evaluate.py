@@ -28,12 +28,16 @@ import pandas as pd
 from . import lsq
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, random_errors
-from .law import log_dense_error, log_error
+from .law import log_dense_error, log_eq1, log_error, log_invariant
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
-           "predict_bayes", "score", "evaluate", "fit_quality"]
+           "predict_bayes", "score", "evaluate", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
+# Nested splits of extrapolation_discrepancy: fit on the configurations up to this quantile of
+# the group's weight counts, predict the rest.
+DISCREPANCY_SPLITS = (1 / 2, 2 / 3)
+DISCREPANCY_MIN_CONFIGS = 6  # least squares fits 5 prune + 3 dense coefficients
 
 
 def parse_split(text: str) -> float:
@@ -175,6 +179,90 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
             rows.append({"arch": key[0], "task": key[1], "method": method,
                          **score(held, draws[i], noise_sd=noise), "seconds": seconds})
     return rows
+
+
+def extrapolation_discrepancy(grid: pd.DataFrame,
+                              splits: Sequence[float] = DISCREPANCY_SPLITS) -> dict[str, dict]:
+    """How far the law strays when it extrapolates in weight count, measured inside ``grid``.
+
+    A law fitted on small networks and asked about larger ones misses by more than the scatter
+    it sees in its fitting set: its coefficients drift with scale. Per (arch, task) group and
+    nested split, fit the paper's least squares (joint law and dense envelope) on the
+    configurations up to the split's quantile of the group's weight counts, and measure each
+    configuration's miss in the law's two own directions:
+
+    - ``v``: its mean log dense error (round 0) minus the dense law's;
+    - ``h``: the shift of its invariant ``log m*`` that best fits its pruned points (given
+      each run's measured dense error): ``h = sum(s r) / sum(s^2)`` with ``r`` the log
+      residuals and ``s`` the law's local slope in ``log m*``. A shift moves the power-law
+      region and the transitions, never the two plateaus.
+
+    Over the configurations beyond each cut, at ``d`` = log of their weight count over the
+    largest fitted one: ``k_h^2 = sum(h^2) / sum(d^2)`` and ``k_v^2 = sum(v^2 - mean(v_in^2)) /
+    sum(d^2)`` (the dense scatter inside, ``v_in``, is the configuration scatter ``tau`` the
+    posterior already has; 0 if the excess is negative). A configuration larger than any of
+    its group's grid then gets the offsets ``N(0, (k_v d)^2)`` on its log dense error and
+    ``N(0, (k_h d)^2)`` on its log invariant, on top of its posterior band
+    (:class:`bayes_prune.posterior.Posterior`).
+
+    Returns ``{"arch/task": {"max_params", "sd_dense", "sd_invariant", "configurations",
+    "splits"}}`` (``sd_*`` per unit of ``d``); ``configurations`` 0 (too few configurations
+    for a nested split) means both are 0: not estimated.
+    """
+    out = {}
+    for key, rows in grid.groupby(GROUP_KEY, sort=True):
+        sizes = np.unique(rows["params_total"].to_numpy(float))
+        sums = np.zeros(3)  # sum h^2, sum v^2 - mean(v_in^2), sum d^2
+        configs = used = 0
+        for q in splits:
+            cut = sizes[max(int(np.ceil(q * len(sizes))) - 1, 0)]
+            small = rows[rows["params_total"] <= cut]
+            large = rows[rows["params_total"] > cut]
+            if large.empty or len(small[CONFIG_KEY].drop_duplicates()) < DISCREPANCY_MIN_CONFIGS:
+                continue
+            try:
+                joint, dense = _lsq_group_fit(small)
+            except (ValueError, FloatingPointError):
+                continue
+            v_in = _config_misses(small, joint, dense)[1]
+            h, v, params = _config_misses(large, joint, dense)
+            d2 = np.log(params / cut) ** 2
+            sums += [np.sum(h**2), np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d2)]
+            configs, used = configs + len(h), used + 1
+        k_h, k_v = (float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
+                    for x in sums[:2])
+        out["/".join(key)] = {"max_params": float(sizes[-1]), "sd_dense": k_v,
+                              "sd_invariant": k_h, "configurations": configs, "splits": used}
+    return out
+
+
+def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per configuration of ``rows``: its best shift ``h`` of log m*, its dense miss ``v`` (see
+    :func:`extrapolation_discrepancy`) and its weight count."""
+    law = joint.law
+    log_obs = np.log(lsq.observed_errors(rows))
+    eps_np = lsq.run_dense_errors(rows)
+    log_m = log_invariant(rows["density"].to_numpy(float), rows["depth"].to_numpy(float),
+                          rows["width"].to_numpy(float), law.phi, law.psi)
+
+    def f(shift):
+        return log_eq1(log_m + shift, np.log(eps_np), np.log(law.eps_up), law.gamma,
+                       np.log(law.p_prime))
+    r, slope = log_obs - f(0.0), (f(1e-3) - f(-1e-3)) / 2e-3
+    log_dense = log_dense_error(rows["params_total"].to_numpy(float),
+                                rows["n_train"].to_numpy(float), dense,
+                                random_errors(rows).to_numpy(float))
+    cfg = rows.groupby(CONFIG_KEY, sort=False).ngroup().to_numpy()
+    h, v, params = (np.zeros(cfg.max() + 1) for _ in range(3))
+    dense_pt = rows["round"].to_numpy() == 0
+    for c in range(len(h)):
+        i = cfg == c
+        h[c] = np.sum(slope[i] * r[i]) / max(np.sum(slope[i] ** 2), 1e-12)
+        j = i & dense_pt
+        v[c] = np.mean(log_obs[j] - log_dense[j]) if j.any() else 0.0
+        params[c] = rows["params_total"].to_numpy(float)[i][0]
+    return h, v, params
 
 
 def _lsq_residual_sd(fit_grid: pd.DataFrame) -> float:

@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .coords import layout  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .evaluate import extrapolation_discrepancy  # noqa: E402
 from .model import Priors, build_model, coef_names, config_dense_draws  # noqa: E402
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
 
@@ -71,7 +72,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
         low_rank: bool = False, runs_mode: str = "latent",
         target_accept: float = 0.95, gamma_depends_on_n: bool = False,
-        curved: bool = False) -> Posterior:
+        curved: bool = False, discrepancy: bool = True) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
     ``cores`` defaults to the machine's CPU count (PyMC would otherwise count one core here
@@ -82,6 +83,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     0.95 keeps the sampler off the dense law's soft walls (divergences at 0.9);
     ``low_rank`` turns on nutpie's low-rank mass matrix adaptation. ``p_depends_on_n``,
     ``gamma_depends_on_n`` and ``curved`` are the law's variants (:mod:`bayes_prune.coords`).
+    ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
+    least-squares splits of the grid (:func:`bayes_prune.evaluate.extrapolation_discrepancy`,
+    seconds), and stores it: predictions for configurations larger than the grid widen by it.
     """
     lay = layout(grid)
     priors = priors or Priors()
@@ -135,7 +139,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "format": FORMAT,
         "settings": {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
                      "seed": seed, "target_accept": target_accept, "likelihood": likelihood,
-                     **variants, "runs_mode": runs_mode, "coefs": names,
+                     **variants, "discrepancy": discrepancy, "runs_mode": runs_mode, "coefs": names,
                      "seconds": round(seconds, 2)},
         "priors": priors.to_dict(),
         "diagnostics": diagnostics,
@@ -146,6 +150,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "archs": lay.archs, "tasks": lay.tasks, "centres": lay.centres.__dict__,
         "groups": lay.groups.to_dict(orient="list"),
         "configs": lay.configs.to_dict(orient="list"),
+        "discrepancy": extrapolation_discrepancy(grid) if discrepancy else None,
     }
     keep.posterior.attrs["bayes_prune"] = json.dumps(meta, default=_jsonable)
     if not diagnostics["ok"]:

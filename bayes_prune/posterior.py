@@ -14,7 +14,12 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
   (:func:`bayes_prune.families.param_counts`);
 - band ``expected``: the law at those draws (uncertainty about the mean error of a run);
   band ``prediction``: adds a new run's seed offset and the point noise (relative and
-  binomial, at the group's test-set size): where a next measured run should fall.
+  binomial, at the group's test-set size): where a next measured run should fall;
+- extrapolation: a configuration larger than any of its group's grid also gets a
+  model-discrepancy offset of its log dense error and of its log invariant, growing with the
+  log of its size over the grid's largest, at the rate the law missed by in nested
+  extrapolations inside the grid (:func:`bayes_prune.evaluate.extrapolation_discrepancy`,
+  stored by ``fit``; both bands).
 """
 
 from __future__ import annotations
@@ -245,21 +250,24 @@ class Posterior:
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
             jobs += [(theta, noise, eps0, n_test_group, idx[a:a + _CHUNK],
-                      np.random.default_rng([seed, g, a]))
+                      np.random.default_rng([seed, g, a]), f"{arch}/{task}")
                      for a in range(0, len(idx), _CHUNK)]
 
         def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, i, rng = job
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, i, rng, group = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
             prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
                                 depth=col["depth"], width=col["width"])
             log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
-            if band == "prediction":
-                log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
+            shift = self._discrepancy_draws(group, r, params[i], rng)
+            if shift is not None:
+                log_np, log_m = log_np + shift[0], log_m + shift[1]
+            if band == "prediction":
+                log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
             log_eps = log_eq1(log_m, log_np, np.log(prune.eps_up), prune.gamma,
                               np.log(prune.p_prime))
             if band == "prediction":
@@ -292,6 +300,26 @@ class Posterior:
             if c is not None:
                 out[j] = self.draws["log_eps_np_config"][:, c]
         return out[inv]
+
+    def _discrepancy_draws(self, group: str, r: pd.DataFrame, params: np.ndarray, rng):
+        """Model-discrepancy offsets ``(dense, invariant)``, each ``(rows, draws)``, of rows
+        larger than any configuration of their group's grid: per configuration, normal with
+        sd ``sd_dense * d`` and ``sd_invariant * d``, ``d`` the log of its weight count over
+        the grid's largest (:func:`bayes_prune.evaluate.extrapolation_discrepancy`); rows of one
+        configuration share their draws. ``None`` if no row is beyond its grid (or the fit
+        was made without the discrepancy)."""
+        info = (self.meta.get("discrepancy") or {}).get(group)
+        if not info:
+            return None
+        d = np.log(np.maximum(params / info["max_params"], 1.0)).astype(np.float32)
+        if not d.any():
+            return None
+        keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), strict=True))
+        first: dict = {}
+        inv = np.array([first.setdefault(k, len(first)) for k in keys])
+        z = rng.standard_normal((2, len(first), self.n_draws), dtype=np.float32)[:, inv]
+        return (z[0] * (info["sd_dense"] * d)[:, None],
+                z[1] * (info["sd_invariant"] * d)[:, None])
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:

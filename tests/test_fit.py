@@ -132,6 +132,29 @@ def test_query_outside_the_fitted_groups_is_refused(fitted):
     assert out.returncode == 2 and "density" in out.stderr
 
 
+def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
+    post = Posterior.load(fitted / "post.nc")
+    stored = post.meta["discrepancy"]["syn-a/syn-x"]
+    assert stored["max_params"] == synthetic_params(4, 64) and stored["splits"] >= 1
+    assert stored["sd_dense"] >= 0 and stored["sd_invariant"] >= 0
+    # the largest trained network, and one 4x wider; a dense and a pruned point of each
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 4, "n_train": 4000,
+                         "width": [64, 64, 256, 256], "density": [1.0, 0.02, 1.0, 0.02]})
+    rows["params_total"] = synthetic_params(4, rows["width"])
+    width = lambda t: np.log(t["upper"] / t["lower"]).to_numpy()  # noqa: E731
+    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.0, "sd_invariant": 0.0}}
+    none = post.summary(rows, band="prediction")
+    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.3, "sd_invariant": 0.0}}
+    dense = post.summary(rows, band="prediction")
+    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.0, "sd_invariant": 1.0}}
+    shift = post.summary(rows, band="prediction")
+    pd.testing.assert_frame_equal(none.iloc[:2], dense.iloc[:2])  # inside the grid: unchanged
+    pd.testing.assert_frame_equal(none.iloc[:2], shift.iloc[:2])
+    assert width(dense)[2] > 1.3 * width(none)[2]  # dense offset: sd 0.3 * log 4 = 0.42
+    assert width(shift)[3] > 1.3 * width(none)[3]  # an invariant shift moves the pruned point
+    assert width(shift)[2] == pytest.approx(width(none)[2], rel=0.1)  # not the dense one
+
+
 def test_hdi_of_a_known_distribution():
     x = np.random.default_rng(0).standard_normal((1, 200_000))
     lo, hi = hdi(x, 0.9)
@@ -152,12 +175,14 @@ def test_law_variants_fit_with_loo_and_answer_queries(tmp_path):
     write_grid(_grid(), tmp_path / "g.csv")
     assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "100",
                  "--tune", "200", "--chains", "2", "--seed", "1", "--p-depends-on-n",
-                 "--gamma-depends-on-n", "--curved", "--loo", "--quiet"]) == 0
+                 "--gamma-depends-on-n", "--curved", "--loo", "--no-discrepancy",
+                 "--quiet"]) == 0
     import arviz as az
 
     post = Posterior.load(tmp_path / "p.nc")
     assert {"kappa_n", "kappa_gamma_n", "phi2", "psi2"} <= set(post.coefs)
     assert post.meta["settings"]["curved"] and post.meta["settings"]["gamma_depends_on_n"]
+    assert post.meta["discrepancy"] is None  # --no-discrepancy: the curvature's band alone
     loo = az.loo(az.from_netcdf(tmp_path / "p.nc"))  # the stored pointwise log likelihood
     assert np.isfinite(loo.elpd_loo)
     rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 2, "width": [16, 16, 512],
