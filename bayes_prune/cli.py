@@ -279,6 +279,11 @@ def _run_fit(args) -> None:
     print(f"diagnostics: max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} "
           f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: "
           + ("ok" if d["ok"] else "FAILED (see the warning above)"))
+    for group, k in (post.meta.get("discrepancy") or {}).items():
+        print(f"extrapolation discrepancy {group}: beyond {k['max_params']:,.0f} weights, sd "
+              f"{k['sd_dense']:.3g} (log dense error) and {k['sd_invariant']:.3g} (log m*) per "
+              f"unit of log size" + ("" if k["splits"] else " (too few configurations to "
+                                                           "measure: none added)"))
     if args.loo:
         import arviz as az
 
@@ -292,7 +297,9 @@ def _add_query(sub) -> None:
         description="Posterior error of configurations, trained or not, from a saved fit "
                     "(numpy only: neither torch nor pymc is imported). Several values per "
                     "option give their cross product. An (arch, task) pair never fitted is "
-                    "predicted by the crossed pooling when its arch and its task were fitted.")
+                    "predicted by the crossed pooling when its arch and its task were fitted; "
+                    "a configuration larger than its group's grid carries the extrapolation "
+                    "discrepancy the fit measured (see `fit --no-discrepancy`).")
     p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
     for opt, typ, what in (("--arch", str, "architecture family, e.g. mlp"),
                            ("--task", str, "task, e.g. mnist1d"),
