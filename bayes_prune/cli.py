@@ -280,10 +280,10 @@ def _run_fit(args) -> None:
           f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: "
           + ("ok" if d["ok"] else "FAILED (see the warning above)"))
     for group, k in (post.meta.get("discrepancy") or {}).items():
-        print(f"extrapolation discrepancy {group}: beyond {k['max_params']:,.0f} weights, sd "
-              f"{k['sd_dense']:.3g} (log dense error) and {k['sd_invariant']:.3g} (log m*) per "
-              f"unit of log size" + ("" if k["splits"] else " (too few configurations to "
-                                                           "measure: none added)"))
+        print(f"extrapolation discrepancy {group}: beyond depth {k['max_depth']:g}, width "
+              f"{k['max_width']:g}, n_train {k['max_n_train']:g}, sd {k['sd_dense']:.3g} (log "
+              f"dense error) and {k['sd_invariant']:.3g} (log m*) per unit of log distance"
+              + ("" if k["splits"] else " (too few configurations to measure: none added)"))
     if args.loo:
         import arviz as az
 
@@ -536,9 +536,10 @@ def _add_variants(p) -> None:
                         "log width (phi2, psi2; prior centred at 0): bands that widen with "
                         "the distance of an extrapolation")
     p.add_argument("--no-discrepancy", action="store_true",
-                   help="do not widen the bands of configurations larger than the grid by the "
-                        "law's extrapolation miss, as measured by nested splits of the grid "
-                        "(fit on the smaller configurations, predict the larger); on by default")
+                   help="do not widen the bands of configurations outside the grid (deeper, "
+                        "wider, more data) by the law's extrapolation miss, as measured by "
+                        "nested splits of the grid (fit up to a depth, width or n_train, predict "
+                        "beyond it); on by default")
 
 
 def _variants(args) -> dict:

@@ -34,9 +34,8 @@ __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_boots
            "predict_bayes", "score", "evaluate", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
-# Nested splits of extrapolation_discrepancy: fit on the configurations up to this quantile of
-# the group's weight counts, predict the rest.
-DISCREPANCY_SPLITS = (1 / 2, 2 / 3)
+# extrapolation_discrepancy splits the grid along each of these: fit up to a cut, predict beyond
+DISCREPANCY_AXES = ("depth", "width", "n_train")
 DISCREPANCY_MIN_CONFIGS = 6  # least squares fits 5 prune + 3 dense coefficients
 
 
@@ -181,15 +180,16 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     return rows
 
 
-def extrapolation_discrepancy(grid: pd.DataFrame,
-                              splits: Sequence[float] = DISCREPANCY_SPLITS) -> dict[str, dict]:
-    """How far the law strays when it extrapolates in weight count, measured inside ``grid``.
+def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
+    """How far the law strays when it extrapolates beyond its grid, measured inside ``grid``.
 
-    A law fitted on small networks and asked about larger ones misses by more than the scatter
-    it sees in its fitting set: its coefficients drift with scale. Per (arch, task) group and
-    nested split, fit the paper's least squares (joint law and dense envelope) on the
-    configurations up to the split's quantile of the group's weight counts, and measure each
-    configuration's miss in the law's two own directions:
+    A law fitted on smaller networks (or fewer data) and asked about larger ones misses by more
+    than the scatter it sees in its fitting set: its coefficients drift with scale. Per
+    (arch, task) group, along each of ``depth``, ``width`` and ``n_train``
+    (:data:`DISCREPANCY_AXES`) and at each cut that keeps at least two and half of the axis'
+    values (and not all) on the fitted side, fit the paper's least squares (joint law and
+    dense envelope) on the configurations up to the cut, and measure every configuration in
+    the law's two own directions:
 
     - ``v``: its mean log dense error (round 0) minus the dense law's;
     - ``h``: the shift of its invariant ``log m*`` that best fits its pruned points (given
@@ -197,49 +197,55 @@ def extrapolation_discrepancy(grid: pd.DataFrame,
       residuals and ``s`` the law's local slope in ``log m*``. A shift moves the power-law
       region and the transitions, never the two plateaus.
 
-    Over the configurations beyond each cut, at ``d`` = log of their weight count over the
-    largest fitted one: ``k_h^2 = sum(h^2) / sum(d^2)`` and ``k_v^2 = sum(v^2 - mean(v_in^2)) /
-    sum(d^2)`` (the dense scatter inside, ``v_in``, is the configuration scatter ``tau`` the
-    posterior already has; 0 if the excess is negative). A configuration larger than any of
-    its group's grid then gets the offsets ``N(0, (k_v d)^2)`` on its log dense error and
-    ``N(0, (k_h d)^2)`` on its log invariant, on top of its posterior band
-    (:class:`bayes_prune.posterior.Posterior`).
+    The fitted configurations' ``h`` and ``v`` scatter by the noise and the configuration
+    scatter the posterior band already has; those beyond the cut scatter by more. With ``d``
+    the log of their value over the cut, ``k_h^2 = sum(h^2 - mean(h_in^2)) / sum(d^2)`` over
+    every split (``h_in`` of the fitted configurations; 0 if negative), and ``k_v`` the same
+    of ``v``. A configuration outside its group's grid then gets the offsets ``N(0, (k_v
+    d)^2)`` on its log dense error and ``N(0, (k_h d)^2)`` on its log invariant, on top of
+    its posterior band, ``d`` being the length of the vector of its log excesses over the
+    grid's largest depth, width and n_train (:class:`bayes_prune.posterior.Posterior`).
+    Least squares has no priors: where the dense law is poorly pinned (few sizes below the
+    cut) its misses, and so ``k_v``, overstate the posterior's.
 
-    Returns ``{"arch/task": {"max_params", "sd_dense", "sd_invariant", "configurations",
-    "splits"}}`` (``sd_*`` per unit of ``d``); ``configurations`` 0 (too few configurations
-    for a nested split) means both are 0: not estimated.
+    Returns ``{"arch/task": {"max_depth", "max_width", "max_n_train", "sd_dense",
+    "sd_invariant", "configurations", "splits"}}`` (``sd_*`` per unit of ``d``); ``splits`` 0
+    (too few configurations to split) means both are 0: not estimated.
     """
     out = {}
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
-        sizes = np.unique(rows["params_total"].to_numpy(float))
         sums = np.zeros(3)  # sum h^2, sum v^2 - mean(v_in^2), sum d^2
         configs = used = 0
-        for q in splits:
-            cut = sizes[max(int(np.ceil(q * len(sizes))) - 1, 0)]
-            small = rows[rows["params_total"] <= cut]
-            large = rows[rows["params_total"] > cut]
-            if large.empty or len(small[CONFIG_KEY].drop_duplicates()) < DISCREPANCY_MIN_CONFIGS:
-                continue
-            try:
-                joint, dense = _lsq_group_fit(small)
-            except (ValueError, FloatingPointError):
-                continue
-            v_in = _config_misses(small, joint, dense)[1]
-            h, v, params = _config_misses(large, joint, dense)
-            d2 = np.log(params / cut) ** 2
-            sums += [np.sum(h**2), np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d2)]
-            configs, used = configs + len(h), used + 1
+        for axis in DISCREPANCY_AXES:
+            values = np.unique(rows[axis].to_numpy(float))
+            # at least two values, and half of them, fitted: a law fitted on a sliver of the
+            # grid misses by its coefficients' uncertainty, which the posterior has already
+            for cut in values[max(2, (len(values) + 1) // 2) - 1:-1]:
+                small, large = rows[rows[axis] <= cut], rows[rows[axis] > cut]
+                if len(small[CONFIG_KEY].drop_duplicates()) < DISCREPANCY_MIN_CONFIGS:
+                    continue
+                try:
+                    joint, dense = _lsq_group_fit(small)
+                except (ValueError, FloatingPointError):
+                    continue
+                h_in, v_in, _ = _config_misses(small, joint, dense)
+                h, v, first = _config_misses(large, joint, dense)
+                d2 = np.log(large[axis].to_numpy(float)[first] / cut) ** 2
+                sums += [np.sum(h**2) - len(h) * np.mean(h_in**2),
+                         np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d2)]
+                configs, used = configs + len(h), used + 1
         k_h, k_v = (float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
                     for x in sums[:2])
-        out["/".join(key)] = {"max_params": float(sizes[-1]), "sd_dense": k_v,
-                              "sd_invariant": k_h, "configurations": configs, "splits": used}
+        out["/".join(key)] = {**{f"max_{a}": float(rows[a].max()) for a in DISCREPANCY_AXES},
+                              "sd_dense": k_v, "sd_invariant": k_h, "configurations": configs,
+                              "splits": used}
     return out
 
 
 def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per configuration of ``rows``: its best shift ``h`` of log m*, its dense miss ``v`` (see
-    :func:`extrapolation_discrepancy`) and its weight count."""
+    :func:`extrapolation_discrepancy`) and the position of its first row."""
     law = joint.law
     log_obs = np.log(lsq.observed_errors(rows))
     eps_np = lsq.run_dense_errors(rows)
@@ -254,15 +260,16 @@ def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
                                 rows["n_train"].to_numpy(float), dense,
                                 random_errors(rows).to_numpy(float))
     cfg = rows.groupby(CONFIG_KEY, sort=False).ngroup().to_numpy()
-    h, v, params = (np.zeros(cfg.max() + 1) for _ in range(3))
+    h, v = np.zeros(cfg.max() + 1), np.zeros(cfg.max() + 1)
+    first = np.zeros(cfg.max() + 1, dtype=int)
     dense_pt = rows["round"].to_numpy() == 0
     for c in range(len(h)):
         i = cfg == c
         h[c] = np.sum(slope[i] * r[i]) / max(np.sum(slope[i] ** 2), 1e-12)
         j = i & dense_pt
         v[c] = np.mean(log_obs[j] - log_dense[j]) if j.any() else 0.0
-        params[c] = rows["params_total"].to_numpy(float)[i][0]
-    return h, v, params
+        first[c] = np.argmax(i)
+    return h, v, first
 
 
 def _lsq_residual_sd(fit_grid: pd.DataFrame) -> float:

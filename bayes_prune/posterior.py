@@ -15,9 +15,9 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
 - band ``expected``: the law at those draws (uncertainty about the mean error of a run);
   band ``prediction``: adds a new run's seed offset and the point noise (relative and
   binomial, at the group's test-set size): where a next measured run should fall;
-- extrapolation: a configuration larger than any of its group's grid also gets a
-  model-discrepancy offset of its log dense error and of its log invariant, growing with the
-  log of its size over the grid's largest, at the rate the law missed by in nested
+- extrapolation: a configuration deeper, wider or with more data than its group's grid also
+  gets a model-discrepancy offset of its log dense error and of its log invariant, growing
+  with its log distance outside the grid, at the rate the law missed by in nested
   extrapolations inside the grid (:func:`bayes_prune.evaluate.extrapolation_discrepancy`,
   stored by ``fit``; both bands).
 """
@@ -263,7 +263,7 @@ class Posterior:
             log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
-            shift = self._discrepancy_draws(group, r, params[i], rng)
+            shift = self._discrepancy_draws(group, r, rng)
             if shift is not None:
                 log_np, log_m = log_np + shift[0], log_m + shift[1]
             if band == "prediction":
@@ -301,17 +301,19 @@ class Posterior:
                 out[j] = self.draws["log_eps_np_config"][:, c]
         return out[inv]
 
-    def _discrepancy_draws(self, group: str, r: pd.DataFrame, params: np.ndarray, rng):
+    def _discrepancy_draws(self, group: str, r: pd.DataFrame, rng):
         """Model-discrepancy offsets ``(dense, invariant)``, each ``(rows, draws)``, of rows
-        larger than any configuration of their group's grid: per configuration, normal with
-        sd ``sd_dense * d`` and ``sd_invariant * d``, ``d`` the log of its weight count over
-        the grid's largest (:func:`bayes_prune.evaluate.extrapolation_discrepancy`); rows of one
-        configuration share their draws. ``None`` if no row is beyond its grid (or the fit
-        was made without the discrepancy)."""
+        outside their group's grid: per configuration, normal with sd ``sd_dense * d`` and
+        ``sd_invariant * d``, ``d`` the length of the vector of its log excesses over the
+        grid's largest depth, width and n_train
+        (:func:`bayes_prune.evaluate.extrapolation_discrepancy`); rows of one configuration
+        share their draws. ``None`` if no row is outside (or the fit was made without the
+        discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info:
             return None
-        d = np.log(np.maximum(params / info["max_params"], 1.0)).astype(np.float32)
+        d = np.sqrt(sum(np.log(np.maximum(r[a].to_numpy(float) / info[f"max_{a}"], 1.0)) ** 2
+                        for a in ("depth", "width", "n_train"))).astype(np.float32)
         if not d.any():
             return None
         keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), strict=True))
