@@ -280,10 +280,11 @@ def _run_fit(args) -> None:
           f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: "
           + ("ok" if d["ok"] else "FAILED (see the warning above)"))
     for group, k in (post.meta.get("discrepancy") or {}).items():
-        print(f"extrapolation discrepancy {group}: beyond depth {k['max_depth']:g}, width "
-              f"{k['max_width']:g}, n_train {k['max_n_train']:g}, sd {k['sd_dense']:.3g} (log "
-              f"dense error) and {k['sd_invariant']:.3g} (log m*) per unit of log distance"
-              + ("" if k["splits"] else " (too few configurations to measure: none added)"))
+        rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
+                          for a in k["sd_dense"])
+        print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
+              f"log excess over depth {k['max_depth']:g}, width {k['max_width']:g}, n_train "
+              f"{k['max_n_train']:g}): {rates}")
     if args.loo:
         import arviz as az
 

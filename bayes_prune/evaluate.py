@@ -198,25 +198,29 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
       region and the transitions, never the two plateaus.
 
     The fitted configurations' ``h`` and ``v`` scatter by the noise and the configuration
-    scatter the posterior band already has; those beyond the cut scatter by more. With ``d``
-    the log of their value over the cut, ``k_h^2 = sum(h^2 - mean(h_in^2)) / sum(d^2)`` over
-    every split (``h_in`` of the fitted configurations; 0 if negative), and ``k_v`` the same
-    of ``v``. A configuration outside its group's grid then gets the offsets ``N(0, (k_v
-    d)^2)`` on its log dense error and ``N(0, (k_h d)^2)`` on its log invariant, on top of
-    its posterior band, ``d`` being the length of the vector of its log excesses over the
-    grid's largest depth, width and n_train (:class:`bayes_prune.posterior.Posterior`).
+    scatter the posterior band already has; those beyond the cut scatter by more. Per axis,
+    with ``d`` the log of their value over the cut, ``k_h^2 = sum(h^2 - mean(h_in^2)) /
+    sum(d^2)`` over the axis' splits (``h_in`` of the fitted configurations; 0 if negative),
+    and ``k_v`` the same of ``v``: the axes drift at their own rates (on the reference grids,
+    depth's is often the largest). A configuration outside its group's grid then gets the
+    offsets ``N(0, sum_a (k_v,a d_a)^2)`` on its log dense error and ``N(0, sum_a (k_h,a
+    d_a)^2)`` on its log invariant, on top of its posterior band, ``d_a`` being its log
+    excess over the grid's largest value of axis ``a``
+    (:class:`bayes_prune.posterior.Posterior`).
     Least squares has no priors: where the dense law is poorly pinned (few sizes below the
     cut) its misses, and so ``k_v``, overstate the posterior's.
 
     Returns ``{"arch/task": {"max_depth", "max_width", "max_n_train", "sd_dense",
-    "sd_invariant", "configurations", "splits"}}`` (``sd_*`` per unit of ``d``); ``splits`` 0
-    (too few configurations to split) means both are 0: not estimated.
+    "sd_invariant", "configurations", "splits"}}``, ``sd_*`` being ``{axis: k}`` (per unit of
+    log excess); an axis without a split (too few values or configurations) has ``k`` 0: no
+    discrepancy is added along it.
     """
     out = {}
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
-        sums = np.zeros(3)  # sum h^2, sum v^2 - mean(v_in^2), sum d^2
-        configs = used = 0
+        info = {f"max_{a}": float(rows[a].max()) for a in DISCREPANCY_AXES}
+        info.update(sd_dense={}, sd_invariant={}, configurations=0, splits=0)
         for axis in DISCREPANCY_AXES:
+            sums = np.zeros(3)  # sum h^2 - mean(h_in^2), the same of v, sum d^2
             values = np.unique(rows[axis].to_numpy(float))
             # at least two values, and half of them, fitted: a law fitted on a sliver of the
             # grid misses by its coefficients' uncertainty, which the posterior has already
@@ -233,12 +237,11 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
                 d2 = np.log(large[axis].to_numpy(float)[first] / cut) ** 2
                 sums += [np.sum(h**2) - len(h) * np.mean(h_in**2),
                          np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d2)]
-                configs, used = configs + len(h), used + 1
-        k_h, k_v = (float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
-                    for x in sums[:2])
-        out["/".join(key)] = {**{f"max_{a}": float(rows[a].max()) for a in DISCREPANCY_AXES},
-                              "sd_dense": k_v, "sd_invariant": k_h, "configurations": configs,
-                              "splits": used}
+                info["configurations"] += len(h)
+                info["splits"] += 1
+            for name, x in (("sd_invariant", sums[0]), ("sd_dense", sums[1])):
+                info[name][axis] = float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
+        out["/".join(key)] = info
     return out
 
 

@@ -303,25 +303,26 @@ class Posterior:
 
     def _discrepancy_draws(self, group: str, r: pd.DataFrame, rng):
         """Model-discrepancy offsets ``(dense, invariant)``, each ``(rows, draws)``, of rows
-        outside their group's grid: per configuration, normal with sd ``sd_dense * d`` and
-        ``sd_invariant * d``, ``d`` the length of the vector of its log excesses over the
-        grid's largest depth, width and n_train
+        outside their group's grid: per configuration, normal with sd ``sqrt(sum_a (k_a
+        d_a)^2)`` over the axes ``a`` (depth, width, n_train), ``d_a`` its log excess over the
+        grid's largest value and ``k_a`` the rate stored in ``sd_dense`` or ``sd_invariant``
         (:func:`bayes_prune.evaluate.extrapolation_discrepancy`); rows of one configuration
         share their draws. ``None`` if no row is outside (or the fit was made without the
         discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info:
             return None
-        d = np.sqrt(sum(np.log(np.maximum(r[a].to_numpy(float) / info[f"max_{a}"], 1.0)) ** 2
-                        for a in ("depth", "width", "n_train"))).astype(np.float32)
-        if not d.any():
+        d = {a: np.log(np.maximum(r[a].to_numpy(float) / info[f"max_{a}"], 1.0))
+             for a in ("depth", "width", "n_train")}
+        if not any(x.any() for x in d.values()):
             return None
         keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), strict=True))
         first: dict = {}
         inv = np.array([first.setdefault(k, len(first)) for k in keys])
         z = rng.standard_normal((2, len(first), self.n_draws), dtype=np.float32)[:, inv]
-        return (z[0] * (info["sd_dense"] * d)[:, None],
-                z[1] * (info["sd_invariant"] * d)[:, None])
+        sd = [np.sqrt(sum((info[name][a] * d[a]) ** 2 for a in d)).astype(np.float32)[:, None]
+              for name in ("sd_dense", "sd_invariant")]
+        return z[0] * sd[0], z[1] * sd[1]
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:

@@ -138,17 +138,19 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     assert (stored["max_depth"], stored["max_width"], stored["max_n_train"]) == (4, 64, 4000)
     # the largest trained network, and one 4x wider; a dense and a pruned point of each (the
     # grid has two depths, two widths, two n_train: too few to split, nothing is measured)
-    assert stored["splits"] == 0 and stored["sd_dense"] == stored["sd_invariant"] == 0
+    assert stored["splits"] == 0
+    assert set(stored["sd_dense"].values()) == set(stored["sd_invariant"].values()) == {0.0}
     rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 4, "n_train": 4000,
                          "width": [64, 64, 256, 256], "density": [1.0, 0.02, 1.0, 0.02]})
     rows["params_total"] = synthetic_params(4, rows["width"])
     width = lambda t: np.log(t["upper"] / t["lower"]).to_numpy()  # noqa: E731
-    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.0, "sd_invariant": 0.0}}
-    none = post.summary(rows, band="prediction")
-    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.3, "sd_invariant": 0.0}}
-    dense = post.summary(rows, band="prediction")
-    post.meta["discrepancy"] = {"syn-a/syn-x": {**stored, "sd_dense": 0.0, "sd_invariant": 1.0}}
-    shift = post.summary(rows, band="prediction")
+
+    def rates(dense, invariant):  # per axis; only width is beyond the grid here
+        post.meta["discrepancy"] = {"syn-a/syn-x": {
+            **stored, "sd_dense": {"depth": 9.0, "width": dense, "n_train": 9.0},
+            "sd_invariant": {"depth": 9.0, "width": invariant, "n_train": 9.0}}}
+        return post.summary(rows, band="prediction")
+    none, dense, shift = rates(0.0, 0.0), rates(0.3, 0.0), rates(0.0, 1.0)
     pd.testing.assert_frame_equal(none.iloc[:2], dense.iloc[:2])  # inside the grid: unchanged
     pd.testing.assert_frame_equal(none.iloc[:2], shift.iloc[:2])
     assert width(dense)[2] > 1.3 * width(none)[2]  # dense offset: sd 0.3 * log 4 = 0.42
