@@ -36,7 +36,7 @@ __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_boots
 METHODS = ("bayes", "lsq", "bootstrap")
 # extrapolation_discrepancy splits the grid along each of these: fit up to a cut, predict beyond
 DISCREPANCY_AXES = ("depth", "width", "n_train")
-DISCREPANCY_MIN_CONFIGS = 6  # least squares fits 5 prune + 3 dense coefficients
+DISCREPANCY_MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
 
 
 def parse_split(text: str) -> float:
@@ -263,16 +263,12 @@ def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
                                 rows["n_train"].to_numpy(float), dense,
                                 random_errors(rows).to_numpy(float))
     cfg = rows.groupby(CONFIG_KEY, sort=False).ngroup().to_numpy()
-    h, v = np.zeros(cfg.max() + 1), np.zeros(cfg.max() + 1)
-    first = np.zeros(cfg.max() + 1, dtype=int)
+    h = np.bincount(cfg, slope * r) / np.maximum(np.bincount(cfg, slope**2), 1e-12)
     dense_pt = rows["round"].to_numpy() == 0
-    for c in range(len(h)):
-        i = cfg == c
-        h[c] = np.sum(slope[i] * r[i]) / max(np.sum(slope[i] ** 2), 1e-12)
-        j = i & dense_pt
-        v[c] = np.mean(log_obs[j] - log_dense[j]) if j.any() else 0.0
-        first[c] = np.argmax(i)
-    return h, v, first
+    n_dense = np.bincount(cfg[dense_pt], minlength=len(h))
+    v = np.bincount(cfg[dense_pt], (log_obs - log_dense)[dense_pt], minlength=len(h)) \
+        / np.maximum(n_dense, 1)  # 0 for a configuration without a dense point
+    return h, v, np.unique(cfg, return_index=True)[1]
 
 
 def _lsq_residual_sd(fit_grid: pd.DataFrame) -> float:

@@ -260,12 +260,19 @@ class Posterior:
                    ("n_train", "density", "depth", "width")}
             prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
                                 depth=col["depth"], width=col["width"])
-            log_np = self._dense_draws(r, params[i].astype(np.float32), dense, eps0, tau, rng)
+            # Rows of one configuration (e.g. a curve over densities) share their draws, so a
+            # curve is one coherent draw per posterior sample: draw per configuration `uniq`
+            keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params[i].tolist(),
+                            strict=True))
+            first: dict = {}
+            inv = np.array([first.setdefault(k, len(first)) for k in keys])
+            uniq = list(first)
+            log_np = self._dense_draws(uniq, dense, eps0, tau, rng)[inv]
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
-            shift = self._discrepancy_draws(group, r, rng)
+            shift = self._discrepancy_draws(group, uniq, rng)
             if shift is not None:
-                log_np, log_m = log_np + shift[0], log_m + shift[1]
+                log_np, log_m = log_np + shift[0][inv], log_m + shift[1][inv]
             if band == "prediction":
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
             log_eps = log_eq1(log_m, log_np, np.log(prune.eps_up), prune.gamma,
@@ -282,44 +289,37 @@ class Posterior:
         with ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
             list(pool.map(work, jobs))
 
-    def _dense_draws(self, r, params, dense, eps0, tau, rng) -> np.ndarray:
-        """Draws of log dense error ``(rows, draws)``: trained configurations from their
-        posterior, others from the dense law plus the configuration scatter ``tau``. Rows of
-        one configuration (e.g. a curve over densities) share their draws, so a curve is one
-        coherent draw per posterior sample, and the law is evaluated once per configuration."""
-        keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params.tolist(), strict=True))
-        first: dict = {}
-        inv = np.array([first.setdefault(k, len(first)) for k in keys])
-        uniq = list(first)
+    def _dense_draws(self, uniq, dense, eps0, tau, rng) -> np.ndarray:
+        """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
+        (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
+        from the dense law plus the configuration scatter ``tau``; the law is evaluated once
+        per configuration."""
         p_u = np.array([k[-1] for k in uniq], dtype=np.float32)[:, None]
-        n_u = np.array([k[4] for k in uniq], dtype=np.float32)[:, None]
+        n_u = np.array([k[CONFIG_KEY.index("n_train")] for k in uniq], dtype=np.float32)[:, None]
         law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
         out = law + tau * rng.standard_normal(law.shape, dtype=np.float32)
         for j, key in enumerate(uniq):
             c = self._config_index.get(key[:-1])
             if c is not None:
                 out[j] = self.draws["log_eps_np_config"][:, c]
-        return out[inv]
+        return out
 
-    def _discrepancy_draws(self, group: str, r: pd.DataFrame, rng):
-        """Model-discrepancy offsets ``(dense, invariant)``, each ``(rows, draws)``, of rows
-        outside their group's grid: per configuration, normal with sd ``sqrt(sum_a (k_a
-        d_a)^2)`` over the axes ``a`` (depth, width, n_train), ``d_a`` its log excess over the
-        grid's largest value and ``k_a`` the rate stored in ``sd_dense`` or ``sd_invariant``
-        (:func:`bayes_prune.evaluate.extrapolation_discrepancy`); rows of one configuration
-        share their draws. ``None`` if no row is outside (or the fit was made without the
-        discrepancy)."""
+    def _discrepancy_draws(self, group: str, uniq, rng):
+        """Model-discrepancy offsets ``(dense, invariant)``, each ``(configurations, draws)``,
+        of the configurations ``uniq`` (as for :meth:`_dense_draws`) outside their group's
+        grid: normal with sd ``sqrt(sum_a (k_a d_a)^2)`` over the axes ``a`` of the stored
+        rates (depth, width, n_train), ``d_a`` the log excess over the grid's largest value and
+        ``k_a`` the rate in ``sd_dense`` or ``sd_invariant``
+        (:func:`bayes_prune.evaluate.extrapolation_discrepancy`). ``None`` if none is outside
+        (or the fit was made without the discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info:
             return None
-        d = {a: np.log(np.maximum(r[a].to_numpy(float) / info[f"max_{a}"], 1.0))
-             for a in ("depth", "width", "n_train")}
+        d = {a: np.log(np.maximum(np.array([k[CONFIG_KEY.index(a)] for k in uniq], float)
+                                  / info[f"max_{a}"], 1.0)) for a in info["sd_dense"]}
         if not any(x.any() for x in d.values()):
             return None
-        keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), strict=True))
-        first: dict = {}
-        inv = np.array([first.setdefault(k, len(first)) for k in keys])
-        z = rng.standard_normal((2, len(first), self.n_draws), dtype=np.float32)[:, inv]
+        z = rng.standard_normal((2, len(uniq), self.n_draws), dtype=np.float32)
         sd = [np.sqrt(sum((info[name][a] * d[a]) ** 2 for a in d)).astype(np.float32)[:, None]
               for name in ("sd_dense", "sd_invariant")]
         return z[0] * sd[0], z[1] * sd[1]
