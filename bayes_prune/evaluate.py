@@ -28,7 +28,7 @@ import pandas as pd
 from . import lsq
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, random_errors
-from .law import log_dense_error, log_eq1, log_error, log_invariant
+from .law import log_dense_error, log_eq1, log_error, log_invariant, slope_eq1
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
            "predict_bayes", "score", "evaluate", "fit_quality", "extrapolation_discrepancy"]
@@ -255,10 +255,8 @@ def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
     log_m = log_invariant(rows["density"].to_numpy(float), rows["depth"].to_numpy(float),
                           rows["width"].to_numpy(float), law.phi, law.psi)
 
-    def f(shift):
-        return log_eq1(log_m + shift, np.log(eps_np), np.log(law.eps_up), law.gamma,
-                       np.log(law.p_prime))
-    r, slope = log_obs - f(0.0), (f(1e-3) - f(-1e-3)) / 2e-3
+    eq1 = (log_m, np.log(eps_np), np.log(law.eps_up), law.gamma, np.log(law.p_prime))
+    r, slope = log_obs - log_eq1(*eq1), slope_eq1(*eq1)
     log_dense = log_dense_error(rows["params_total"].to_numpy(float),
                                 rows["n_train"].to_numpy(float), dense,
                                 random_errors(rows).to_numpy(float))

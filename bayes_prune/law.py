@@ -36,6 +36,7 @@ __all__ = [
     "PruneLaw",
     "DenseLaw",
     "log_eq1",
+    "slope_eq1",
     "log_invariant",
     "log_error",
     "error",
@@ -116,6 +117,14 @@ def log_eq1(log_d, log_eps_np, log_eps_up, gamma, log_p, xp=np):
     upper = lae(two_log_d, 2.0 * log_p + (2.0 / gamma) * (log_eps_up - log_eps_np))
     lower = lae(two_log_d, 2.0 * log_p)
     return log_eps_np + 0.5 * gamma * (upper - lower)
+
+
+def slope_eq1(log_d, log_eps_np, log_eps_up, gamma, log_p, xp=np):
+    """The local slope ``d log eps / d log d`` of :func:`log_eq1` (same inputs): 0 on the two
+    plateaus, ``-gamma`` deep in the power-law region. In the joint form, ``log d`` is
+    ``log m*``; the slope turns a shift of the invariant into a shift of the log error."""
+    half_up = log_p + (log_eps_up - log_eps_np) / gamma
+    return 0.5 * gamma * (xp.tanh(log_d - half_up) - xp.tanh(log_d - log_p))
 
 
 def log_invariant(density, depth, width, phi, psi, xp=np):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bayes_prune.law import DenseLaw, PruneLaw, dense_error, error, log_error
+from bayes_prune.law import DenseLaw, PruneLaw, dense_error, error, log_eq1, log_error, slope_eq1
 
 
 def test_eq1_hand_computed():
@@ -111,3 +111,13 @@ def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
     curv = 0.5 * (0.3 * np.log(depth / 2) ** 2 + 0.2 * np.log(width / 32) ** 2)
     log_p0 = -2.0 - 0.5 / bent.gamma + 0.5 * np.log(2.0) + 1.0 * np.log(32.0)
     np.testing.assert_allclose(np.log(bent.p_prime), log_p0 - curv)
+
+
+def test_slope_of_eq1_is_its_derivative_zero_on_the_plateaus_and_minus_gamma_between():
+    x = np.linspace(-25.0, 15.0, 401)
+    args = (np.log(1e-4), np.log(0.9), 1.7, np.log(0.05))
+    numeric = (log_eq1(x + 1e-6, *args) - log_eq1(x - 1e-6, *args)) / 2e-6
+    np.testing.assert_allclose(slope_eq1(x, *args), numeric, atol=1e-6)
+    assert abs(slope_eq1(x[0], *args)) < 1e-4 and abs(slope_eq1(x[-1], *args)) < 1e-4
+    # eps_up / eps_np = 9,000: a power law long enough to reach its slope -gamma
+    assert slope_eq1(x, *args).min() == pytest.approx(-1.7, rel=0.01)
