@@ -326,8 +326,9 @@ class Posterior:
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
-        """Per row: mean, median, HDI ``lower``/``upper`` at ``level``, and with ``below``
-        the probability that the error is at most ``below`` (``p_below``)."""
+        """Per row: mean, median, HDI ``lower``/``upper`` at ``level``, with ``below`` the
+        probability that the error is at most ``below`` (``p_below``), and the axes on which
+        the row lies beyond its group's grid (``beyond``, :meth:`beyond_grid`)."""
         rows = _check_rows(rows)
         if not 0 < level < 1:
             raise UserError(f"level must be in (0, 1), got {level}")
@@ -349,7 +350,23 @@ class Posterior:
         out["level"], out["band"] = level, band
         if below is not None:
             out["p_below"] = stats[:, 4]
+        out["beyond"] = self.beyond_grid(rows)
         return out
+
+    def beyond_grid(self, rows: pd.DataFrame) -> pd.Series:
+        """Per row: the axes (of ``depth``, ``width``, ``n_train``) on which it lies beyond
+        the largest fitted configuration of its (arch, task) group, comma-separated; ``""``
+        inside the grid. An extrapolation: its band carries the discrepancy the fit measured
+        (when stored), and on the reference extrapolation sets such bands under-cover."""
+        axes = ("depth", "width", "n_train")
+        top = self.configs.groupby(["arch", "task"])[list(axes)].max()
+        key = pd.MultiIndex.from_frame(rows[["arch", "task"]].astype(str))
+        big = top.reindex(key).to_numpy(float)  # NaN for a pair never fitted: no grid at all
+        over = rows[list(axes)].to_numpy(float) > big
+        fitted = ~np.isnan(big).any(axis=1)
+        return pd.Series([",".join(a for a, o in zip(axes, r, strict=True) if o) if f
+                          else "pair never fitted" for r, f in zip(over, fitted, strict=True)],
+                         index=range(len(rows)), dtype=object)
 
     def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,
                band: str = "prediction") -> pd.DataFrame:

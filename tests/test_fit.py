@@ -67,6 +67,22 @@ def test_query_json_contract_and_cross_product(fitted):
         assert 0 < r["lower"] <= r["median"] <= r["upper"] < 1
     by = {(r["depth"], r["density"]): r for r in rows}
     assert by[(2, 0.01)]["median"] > by[(2, 1.0)]["median"]  # pruning hurts
+    assert {r["beyond"] for r in rows} == {""} and "note:" not in out.stderr  # inside the grid
+
+
+def test_query_flags_the_rows_beyond_the_grid(fitted):
+    out = _cli("query", fitted / "post.nc", "--arch", "syn-a", "--task", "syn-x", "--depth", 4,
+               "--width", 64, 256, "--n-train", 4000, 8000, "--density", 0.05, "--json",
+               "--params-total", *synthetic_params(4, np.array([64, 256])))
+    assert out.returncode == 0, out.stderr
+    beyond = [r["beyond"] for r in json.loads(out.stdout)]
+    assert beyond == ["", "n_train", "width", "width,n_train"]
+    assert "note: 3 of 4 row(s) lie beyond their group's grid" in out.stderr
+    rows = pd.DataFrame({"arch": [UNSEEN[0]], "task": [UNSEEN[1]], "depth": [2], "width": [16],
+                         "n_train": [1000], "density": [0.1],
+                         "params_total": [synthetic_params(2, 16)]})
+    post = Posterior.load(fitted / "post.nc")
+    assert post.beyond_grid(rows).tolist() == ["pair never fitted"]
 
 
 def test_query_imports_neither_torch_nor_pymc(fitted):
