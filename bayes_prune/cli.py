@@ -170,6 +170,11 @@ def _run_demo(args) -> None:
     rows = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": 4, "width": 256,
                          "n_train": 8000, "density": [1.0, 0.3, 0.1, 0.03, 0.01]})
     print("3/4 a configuration nobody trained: mlp/mnist1d depth 4, width 256, n_train 8000")
+    beyond = post.beyond_grid(rows)[0]
+    if beyond:
+        print(f"   beyond the grid in {beyond}: an extrapolation, banded with the discrepancy "
+              "the fit measured (on the reference extrapolation sets such 90 % bands covered "
+              "fewer held-out points than nominal: experiments/README.md)")
     for band in ("expected", "prediction"):
         t = post.summary(rows, level=0.9, band=band)
         print(f"   {band} error, 90 % HDI:")
