@@ -173,8 +173,7 @@ def _run_demo(args) -> None:
     beyond = post.beyond_grid(rows)[0]
     if beyond:
         print(f"   beyond the grid in {beyond}: an extrapolation, banded with the discrepancy "
-              "the fit measured (on the reference extrapolation sets such 90 % bands covered "
-              "fewer held-out points than nominal: experiments/README.md)")
+              f"the fit measured; {_EXTRAPOLATION_CAVEAT}")
     for band in ("expected", "prediction"):
         t = post.summary(rows, level=0.9, band=band)
         print(f"   {band} error, 90 % HDI:")
@@ -367,19 +366,22 @@ def _query_rows(args) -> pd.DataFrame:  # noqa: F821
     return rows
 
 
+# what the reference extrapolation sets showed of such bands (experiments/README.md)
+_EXTRAPOLATION_CAVEAT = ("on the reference extrapolation sets such 90 % bands covered fewer "
+                         "held-out points than nominal (experiments/README.md)")
+
+
 def _run_query(args) -> None:
-    from .posterior import Posterior
+    from .posterior import NEVER_FITTED, Posterior
 
     post = Posterior.load(args.posterior)
     table = post.summary(_query_rows(args), level=args.level, band=args.band, below=args.below)
-    out = table["beyond"].ne("") & table["beyond"].ne("pair never fitted")
+    out = ~table["beyond"].isin(("", NEVER_FITTED))
     if out.any():
         disc = "with" if post.meta.get("discrepancy") else "WITHOUT (fit --no-discrepancy)"
         print(f"note: {int(out.sum())} of {len(table)} row(s) lie beyond their group's grid "
               f"(column 'beyond'): extrapolations, banded {disc} the extrapolation discrepancy "
-              "measured inside the grid; on the reference extrapolation sets such 90 % bands "
-              "covered fewer held-out points than nominal (experiments/README.md)",
-              file=sys.stderr)
+              f"measured inside the grid; {_EXTRAPOLATION_CAVEAT}", file=sys.stderr)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1, default=_plain))
         return

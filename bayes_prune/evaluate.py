@@ -27,15 +27,13 @@ import pandas as pd
 
 from . import lsq
 from .errors import UserError
-from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, random_errors
+from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_error, log_invariant, slope_eq1
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
            "predict_bayes", "score", "evaluate", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
-# extrapolation_discrepancy splits the grid along each of these: fit up to a cut, predict beyond
-DISCREPANCY_AXES = ("depth", "width", "n_train")
 DISCREPANCY_MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
 
 
@@ -186,10 +184,10 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
     A law fitted on smaller networks (or fewer data) and asked about larger ones misses by more
     than the scatter it sees in its fitting set: its coefficients drift with scale. Per
     (arch, task) group, along each of ``depth``, ``width`` and ``n_train``
-    (:data:`DISCREPANCY_AXES`) and at each cut that keeps at least two and half of the axis'
-    values (and not all) on the fitted side, fit the paper's least squares (joint law and
-    dense envelope) on the configurations up to the cut, and measure every configuration in
-    the law's two own directions:
+    (:data:`bayes_prune.grid.SIZE_AXES`) and at each cut that keeps at least two and half of
+    the axis' values (and not all) on the fitted side, fit the paper's least squares (joint law
+    and dense envelope) on the configurations up to the cut, and measure every configuration
+    in the law's two own directions:
 
     - ``v``: its mean log dense error (round 0) minus the dense law's;
     - ``h``: the shift of its invariant ``log m*`` that best fits its pruned points (given
@@ -217,9 +215,9 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
     """
     out = {}
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
-        info = {f"max_{a}": float(rows[a].max()) for a in DISCREPANCY_AXES}
+        info = {f"max_{a}": float(rows[a].max()) for a in SIZE_AXES}
         info.update(sd_dense={}, sd_invariant={}, configurations=0, splits=0)
-        for axis in DISCREPANCY_AXES:
+        for axis in SIZE_AXES:
             sums = np.zeros(3)  # sum h^2 - mean(h_in^2), the same of v, sum d^2
             values = np.unique(rows[axis].to_numpy(float))
             # at least two values, and half of them, fitted: a law fitted on a sliver of the

@@ -64,6 +64,8 @@ PROVENANCE = ("run_id", "test_mistakes", "train_loss", "params_prunable", "rando
 GROUP_KEY = ["arch", "task"]
 CONFIG_KEY = ["task", "arch", "depth", "width", "n_train"]
 RUN_KEY = CONFIG_KEY + ["seed"]
+# the axes along which a configuration grows: extrapolations are measured and flagged on these
+SIZE_AXES = ("depth", "width", "n_train")
 
 # (column, test that flags a bad value, what was expected)
 _RANGES = (

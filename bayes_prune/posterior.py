@@ -34,7 +34,7 @@ import pandas as pd
 
 from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
-from .grid import CONFIG_KEY
+from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES
 from .law import log_dense_error, log_eq1, log_invariant
 
 __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
@@ -42,6 +42,7 @@ __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
 FORMAT = "bayes_prune.posterior/1"
 QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
+NEVER_FITTED = "pair never fitted"  # beyond_grid's answer for an (arch, task) with no grid
 _CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
 
@@ -356,16 +357,16 @@ class Posterior:
     def beyond_grid(self, rows: pd.DataFrame) -> pd.Series:
         """Per row: the axes (of ``depth``, ``width``, ``n_train``) on which it lies beyond
         the largest fitted configuration of its (arch, task) group, comma-separated; ``""``
-        inside the grid. An extrapolation: its band carries the discrepancy the fit measured
-        (when stored), and on the reference extrapolation sets such bands under-cover."""
-        axes = ("depth", "width", "n_train")
-        top = self.configs.groupby(["arch", "task"])[list(axes)].max()
-        key = pd.MultiIndex.from_frame(rows[["arch", "task"]].astype(str))
+        inside the grid, :data:`NEVER_FITTED` for a pair without a grid. An extrapolation: its
+        band carries the discrepancy the fit measured (when stored), and on the reference
+        extrapolation sets such bands under-cover."""
+        top = self.configs.groupby(GROUP_KEY)[list(SIZE_AXES)].max()
+        key = pd.MultiIndex.from_frame(rows[GROUP_KEY].astype(str))
         big = top.reindex(key).to_numpy(float)  # NaN for a pair never fitted: no grid at all
-        over = rows[list(axes)].to_numpy(float) > big
+        over = rows[list(SIZE_AXES)].to_numpy(float) > big
         fitted = ~np.isnan(big).any(axis=1)
-        return pd.Series([",".join(a for a, o in zip(axes, r, strict=True) if o) if f
-                          else "pair never fitted" for r, f in zip(over, fitted, strict=True)],
+        return pd.Series([",".join(a for a, o in zip(SIZE_AXES, r, strict=True) if o) if f
+                          else NEVER_FITTED for r, f in zip(over, fitted, strict=True)],
                          index=range(len(rows)), dtype=object)
 
     def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,
