@@ -289,11 +289,24 @@ def _run_fit(args) -> None:
         print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
               f"log excess over depth {k['max_depth']:g}, width {k['max_width']:g}, n_train "
               f"{k['max_n_train']:g}): {rates}")
+    for group, c in post.meta["prior_predictive"].items():
+        print(f"prior predictive {group}: {100 * c['coverage_90']:.0f} % of the measured errors "
+              f"inside the prior's 90 % band, {100 * c['inside_unit_interval']:.0f} % of its "
+              "errors in (0, 1); pivot density (5/50/95 %) "
+              + "/".join(f"{x:.2g}" for x in c["pivot_density"])
+              + f" for grid densities {c['grid_density'][0]:.2g}..{c['grid_density'][1]:.2g}")
     if args.loo:
         import arviz as az
 
         print(az.loo(post.idata))
-    print(post.coefficient_table().to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    table = post.coefficient_table()
+    for (arch, task), rows in table.groupby(["arch", "task"], sort=False):
+        print(f"what the grid identifies for {arch}/{task} (posterior 90 % width vs the "
+              "prior's): " + "; ".join(
+                  f"{kind} {', '.join(rows.loc[rows['identified'] == kind, 'coef'])}"
+                  for kind in ("data", "partly", "prior")
+                  if (rows["identified"] == kind).any()))
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
 
 
 def _add_query(sub) -> None:

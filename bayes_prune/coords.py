@@ -11,14 +11,19 @@ unconstrained, centred parametrisation:
 
 ==============  ==============================================================================
 log_gamma       log of the power-law slope gamma
-log_p_centre    log p' - phi <log depth> - psi <log width> + h / gamma: the log density, at
-                the data's centre, of the middle of the power-law region (log p' itself is
-                strongly correlated with phi and psi, and the knee p with gamma: the line
-                pivots about the data it passes through, not about its knee). ``h`` is
-                half the log ratio of the high plateau to the grid's median dense error
-                (:attr:`Centres.half_span`), a constant of the grid
+log_p_centre    log p' - phi <log depth> - psi <log width> + (log eps_up - k_g) / gamma: the
+                log invariant, at the data's centre, where the power law
+                eps_up (p'/m*)^gamma has fallen to the group's pivot error e^k_g, the middle
+                (in log error) of the part of the curve its grid shows
+                (:func:`group_anchors`). log p' itself is strongly correlated with phi and
+                psi, and the knee p with gamma and eps_up: the curve pivots about the data
+                it passes through, not about its knee. A grid that never leaves the dense
+                plateau by much (a large network pruned to 2 %) shows only the onset of the
+                power law: there the pivot sits near the onset, and eps_up, which the data
+                cannot see, moves p' without moving the curve where it was measured
 phi, psi        exponents of depth and width in the invariant m* = l^phi w^psi d
-logit_eps_up    eps_up = eps0 * sigmoid(logit_eps_up): the high plateau, below random guessing
+logit_eps_up    eps_up = e^k_g + (eps0 - e^k_g) sigmoid(logit_eps_up): the high plateau, between
+                the group's pivot error and random guessing
 log_dense       log of the envelope eps_tilde = a n^-alpha + b m^-beta + c_inf at the data's
                 centre (<log n>, <log m>): the level every configuration's dense error sets
 logit_share_a   the shares of the three terms in it at the centre, w = softmax(0, za, zb)
@@ -61,7 +66,7 @@ from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
 __all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "curvature",
-           "layout", "laws", "pooling_cov"]
+           "group_anchors", "layout", "laws", "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
@@ -73,25 +78,59 @@ CURVATURE = ("phi2", "psi2")
 @dataclass(frozen=True)
 class Centres:
     """Means of log depth, log width, log n_train and log params_total over the fitted grid,
-    and ``half_span``: half of log(0.88 eps0 / dense error), medians over the grid's dense
-    points (the log density span of the middle of a typical power-law region, times gamma)."""
+    and ``log_err_pivot``, the median over groups of their pivot errors
+    (:func:`group_anchors`): the pivot of a pair never fitted."""
 
     log_depth: float
     log_width: float
     log_n: float
     log_params: float
-    half_span: float = 0.0
+    log_err_pivot: float = float(np.log(0.3))
 
     @classmethod
-    def of(cls, configs: pd.DataFrame, points: pd.DataFrame | None = None) -> Centres:
-        span = 0.0
-        if points is not None:
-            dense = points[points["round"] == 0]
-            span = 0.5 * float(np.log(0.88 * dense["eps0"].median()
-                                      / max(dense["test_error"].median(), 1e-3)))
+    def of(cls, configs: pd.DataFrame, anchors: pd.DataFrame | None = None) -> Centres:
+        pivot = (float(anchors["log_err_pivot"].median()) if anchors is not None
+                 else float(np.log(0.3)))
         return cls(*(float(np.log(configs[c].to_numpy(float)).mean())
                      for c in ("depth", "width", "n_train", "params_total")),
-                   half_span=max(span, 0.05))
+                   log_err_pivot=pivot)
+
+
+PLATEAU_GUESS = 0.88  # eps_up / eps0 a priori (the prior median of logit_eps_up is logit 0.88)
+
+
+def group_anchors(points: pd.DataFrame) -> pd.DataFrame:
+    """Where each group's data lie, for its parametrisation and its priors. Per group (rows in
+    sorted :data:`GROUP_KEY` order), medians over its runs of:
+
+    - ``log_err_ref``: the run's dense error (round 0), or its lowest error if it has none;
+    - ``log_err_pivot``: ``log_err_ref`` plus half the run's observed log rise (its highest
+      error over its reference), capped at half the rise to ``0.88 eps0``: the middle, in log
+      error, of the part of the curve the grid shows (at least 2.5 % above the reference, at
+      most 99 % of ``eps0``);
+    - ``log_d_pivot``: the log of the largest density at which the run's error reaches the
+      pivot (its smallest density if it never does).
+
+    ``points`` needs ``eps0`` and a ``run_idx`` column (as :func:`layout` makes them)."""
+    err = np.log(np.maximum(points["test_error"].to_numpy(float),
+                            0.5 / points["n_test"].to_numpy(float)))
+    pts = points.assign(_e=err, _logd=np.log(points["density"].to_numpy(float)))
+    per_run = pts.groupby("run_idx", sort=True)
+    ref = per_run.apply(lambda r: r.loc[r["round"] == 0, "_e"].median()
+                        if (r["round"] == 0).any() else r["_e"].min(), include_groups=False)
+    top = per_run["_e"].max()
+    log_eps0 = np.log(per_run["eps0"].first())
+    pivot = ref + 0.5 * np.clip(np.minimum(top - ref, np.log(PLATEAU_GUESS) + log_eps0 - ref),
+                                0.05, None)
+    # strictly below random guessing, where the plateau eps_up must fit above it
+    pivot = np.minimum(pivot, log_eps0 + np.log(0.99))
+    pts = pts.assign(_pivot=pts["run_idx"].map(pivot))
+    reached = pts[pts["_e"] >= pts["_pivot"]].groupby("run_idx")["_logd"].max()
+    d_pivot = reached.reindex(pivot.index).fillna(per_run["_logd"].min())
+    runs = per_run[GROUP_KEY].first().assign(log_err_ref=ref, log_err_pivot=pivot,
+                                             log_d_pivot=d_pivot)
+    return runs.groupby(GROUP_KEY, sort=True)[["log_err_ref", "log_err_pivot",
+                                              "log_d_pivot"]].median().reset_index()
 
 
 def curvature(theta, centres: Centres, depth, width, xp=np):
@@ -102,33 +141,44 @@ def curvature(theta, centres: Centres, depth, width, xp=np):
 
 
 def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
-         xp=np) -> tuple[PruneLaw, DenseLaw]:
+         log_err_pivot=None, xp=np) -> tuple[PruneLaw, DenseLaw]:
     """Map the coefficients (a mapping from :data:`COEFS` names to arrays that broadcast) to the
     law's containers. ``n_train`` is needed only when ``theta`` has :data:`KAPPA` or
     :data:`KAPPA_GAMMA`; ``depth`` and ``width`` only with :data:`CURVATURE` (without them,
     the grid's centre). The curvature is folded into ``p_prime``, which then varies with depth
-    and width: the law depends on ``log m* - log p'`` only."""
+    and width: the law depends on ``log m* - log p'`` only. ``log_err_pivot`` is the group's
+    pivot error (:func:`pivot_errors`; broadcast like ``eps0``), by default the grid's
+    (:attr:`Centres.log_err_pivot`)."""
     phi, psi = theta["phi"], theta["psi"]
     log_gamma = theta["log_gamma"]
     if KAPPA_GAMMA in theta:
         log_gamma = log_gamma + theta[KAPPA_GAMMA] * (xp.log(n_train) - centres.log_n)
     gamma = xp.exp(log_gamma)
-    log_p = (theta["log_p_centre"] - centres.half_span / gamma + phi * centres.log_depth
+    pivot = centres.log_err_pivot if log_err_pivot is None else log_err_pivot
+    # eps_up = e^pivot + (eps0 - e^pivot) sigmoid(logit_eps_up): the plateau lies above the
+    # middle of the rise the grid shows (below it, the pivot would be a level the curve never
+    # reaches), and below random guessing
+    log_eps_up = xp.logaddexp(pivot, xp.log(eps0 - xp.exp(pivot))
+                              - xp.logaddexp(0.0, -theta["logit_eps_up"]))
+    # the power law eps = eps_up (p/m*)^gamma reaches exp(pivot) at m* = exp(log_p_centre)
+    log_p = (theta["log_p_centre"] - (log_eps_up - pivot) / gamma + phi * centres.log_depth
              + psi * centres.log_width)
     if KAPPA in theta:
         log_p = log_p + theta[KAPPA] * (xp.log(n_train) - centres.log_n)
     if CURVATURE[0] in theta and depth is not None:
         log_p = log_p - curvature(theta, centres, depth, width, xp=xp)
-    prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p),
-                     eps_up=eps0 / (1.0 + xp.exp(-theta["logit_eps_up"])), phi=phi, psi=psi)
+    prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p), eps_up=xp.exp(log_eps_up), phi=phi,
+                     psi=psi)
     za, zb, level = theta["logit_share_a"], theta["logit_share_b"], theta["log_dense"]
     norm = xp.logaddexp(0.0, xp.logaddexp(za, zb))  # log(1 + e^za + e^zb)
     log_wa, log_wb = za - norm, zb - norm
     alpha = xp.exp(theta["log_slope_n"] - log_wa)
     beta = xp.exp(theta["log_slope_m"] - log_wb)
-    dense = DenseLaw(a=xp.exp(level + log_wa + alpha * centres.log_n), alpha=alpha,
-                     b=xp.exp(level + log_wb + beta * centres.log_params), beta=beta,
-                     c_inf=xp.exp(level - norm), eta=eps0)
+    # log a = level + log w_a + alpha <log n>: a term the grid cannot inform (one n_train) may
+    # have an alpha that puts a beyond a float's range, but a n^-alpha stays finite near the grid
+    dense = DenseLaw(log_a=level + log_wa + alpha * centres.log_n, alpha=alpha,
+                     log_b=level + log_wb + beta * centres.log_params, beta=beta,
+                     log_c_inf=level - norm, eta=eps0)
     return prune, dense
 
 
@@ -137,7 +187,7 @@ class Layout:
     """A validated grid indexed for the model: one row per point, config and run."""
 
     points: pd.DataFrame  # the grid, with integer columns group_idx, config_idx, run_idx
-    groups: pd.DataFrame  # arch, task, arch_idx, task_idx, eps0, n_test
+    groups: pd.DataFrame  # arch, task, arch_idx, task_idx, eps0, n_test, group_anchors' columns
     configs: pd.DataFrame  # CONFIG_KEY, params_total, params_prunable, group_idx
     runs: pd.DataFrame  # config_idx, seed, group_idx
     archs: list[str]
@@ -152,13 +202,15 @@ def layout(grid: pd.DataFrame) -> Layout:
     if "params_prunable" not in pts:
         pts["params_prunable"] = pts["params_total"]
     archs, tasks = sorted(pts["arch"].unique()), sorted(pts["task"].unique())
+    pts["group_idx"] = pts.groupby(GROUP_KEY, sort=True).ngroup()
+    pts["config_idx"] = pts.groupby(CONFIG_KEY, sort=True).ngroup()
+    pts["run_idx"] = pts.groupby(run_key(pts), sort=True).ngroup()
     groups = (pts.groupby(GROUP_KEY, sort=True)
               .agg(eps0=("eps0", "first"), n_test=("n_test", "median")).reset_index())
     groups["arch_idx"] = groups["arch"].map({a: i for i, a in enumerate(archs)})
     groups["task_idx"] = groups["task"].map({t: i for i, t in enumerate(tasks)})
-    pts["group_idx"] = pts.groupby(GROUP_KEY, sort=True).ngroup()
-    pts["config_idx"] = pts.groupby(CONFIG_KEY, sort=True).ngroup()
-    pts["run_idx"] = pts.groupby(run_key(pts), sort=True).ngroup()
+    anchors = group_anchors(pts)
+    groups = groups.merge(anchors, on=GROUP_KEY, validate="one_to_one")
     configs = (pts.groupby("config_idx", sort=True)
                .agg(**{c: (c, "first") for c in CONFIG_KEY + ["params_total",
                                                               "params_prunable", "group_idx"]})
@@ -166,7 +218,7 @@ def layout(grid: pd.DataFrame) -> Layout:
     runs = (pts.groupby("run_idx", sort=True)
             .agg(config_idx=("config_idx", "first"), seed=("seed", "first"),
                  group_idx=("group_idx", "first")).reset_index(drop=True))
-    return Layout(pts, groups, configs, runs, archs, tasks, Centres.of(configs, pts))
+    return Layout(pts, groups, configs, runs, archs, tasks, Centres.of(configs, anchors))
 
 
 def pooling_cov(archs, tasks, sd_mu, s_arch, s_task, s_pair) -> np.ndarray:

@@ -26,7 +26,13 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 from .coords import layout  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .evaluate import extrapolation_discrepancy  # noqa: E402
-from .model import Priors, build_model, coef_names, config_dense_draws  # noqa: E402
+from .model import (  # noqa: E402
+    Priors,
+    build_model,
+    coef_names,
+    config_dense_draws,
+    prior_predictive,
+)
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
@@ -88,7 +94,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
     """
     lay = layout(grid)
-    priors = priors or Priors()
+    priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,
                 "curved": curved}
     model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, **variants)
@@ -151,6 +157,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "groups": lay.groups.to_dict(orient="list"),
         "configs": lay.configs.to_dict(orient="list"),
         "discrepancy": extrapolation_discrepancy(grid) if discrepancy else None,
+        "prior_predictive": prior_predictive(lay, priors, seed=seed),
     }
     keep.posterior.attrs["bayes_prune"] = json.dumps(meta, default=_jsonable)
     if not diagnostics["ok"]:

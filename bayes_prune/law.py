@@ -70,21 +70,34 @@ class PruneLaw:
 
 @dataclass(frozen=True)
 class DenseLaw:
-    """Coefficients of the dense-error envelope ``eps_tilde = a n^-alpha + b m^-beta + c_inf``.
+    """Coefficients of the dense-error envelope ``eps_tilde = a n^-alpha + b m^-beta + c_inf``,
+    held in log space (``log_a``, ``log_b``, ``log_c_inf``): a term that a grid cannot inform
+    (one n_train, say) may carry a coefficient far beyond a float's range, while its
+    contribution at the grid stays finite (:func:`log_dense_error` never exponentiates it).
 
     ``eta`` is the width of the transition from the power law to the random-guess error ``eps0``
-    (``eps_np = eps0 * eps_tilde / sqrt(eps_tilde^2 + eta^2)``). All coefficients are >= 0.
+    (``eps_np = eps0 * eps_tilde / sqrt(eps_tilde^2 + eta^2)``). ``alpha``, ``beta``, ``eta``
+    are >= 0. :meth:`of` builds one from the natural-scale coefficients.
     """
 
-    a: Any
+    log_a: Any
     alpha: Any
-    b: Any
+    log_b: Any
     beta: Any
-    c_inf: Any
+    log_c_inf: Any
     eta: Any
 
+    @classmethod
+    def of(cls, a, alpha, b, beta, c_inf, eta, xp=np) -> DenseLaw:
+        """From ``a, alpha, b, beta, c_inf, eta`` on their natural scale (all > 0)."""
+        return cls(xp.log(a), alpha, xp.log(b), beta, xp.log(c_inf), eta)
+
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """``a, alpha, b, beta, c_inf, eta`` on their natural scale (numpy; a coefficient beyond
+        a float's range comes out as ``inf``, without a warning)."""
+        with np.errstate(over="ignore"):
+            return {"a": np.exp(self.log_a), "alpha": self.alpha, "b": np.exp(self.log_b),
+                    "beta": self.beta, "c_inf": np.exp(self.log_c_inf), "eta": self.eta}
 
 
 def _logaddexp(xp):
@@ -148,9 +161,8 @@ def log_dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
     """Log dense error of a network with ``params`` weights trained on ``n_train`` examples,
     from the envelope of Rosenfeld et al. (ICLR 2020); ``eps0`` is the random-guess error."""
     lae = _logaddexp(xp)
-    log_tilde = lae(lae(xp.log(dense.a) - dense.alpha * xp.log(n_train),
-                        xp.log(dense.b) - dense.beta * xp.log(params)),
-                    xp.log(dense.c_inf))
+    log_tilde = lae(lae(dense.log_a - dense.alpha * xp.log(n_train),
+                        dense.log_b - dense.beta * xp.log(params)), dense.log_c_inf)
     return xp.log(eps0) + log_tilde - 0.5 * lae(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
 
 

@@ -138,8 +138,8 @@ _DENSE_UPPER = np.array([12.0, 3.0, 12.0, 3.0, 0.0, 3.0])
 
 
 def _dense_law(theta: np.ndarray) -> DenseLaw:
-    return DenseLaw(a=np.exp(theta[0]), alpha=theta[1], b=np.exp(theta[2]), beta=theta[3],
-                    c_inf=np.exp(theta[4]), eta=np.exp(theta[5]))
+    return DenseLaw(log_a=theta[0], alpha=theta[1], log_b=theta[2], beta=theta[3],
+                    log_c_inf=theta[4], eta=np.exp(theta[5]))
 
 
 def fit_dense(df: pd.DataFrame) -> DenseLaw:

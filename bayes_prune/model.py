@@ -38,30 +38,44 @@ draws it after sampling, for queries of trained configurations.
 
 The law is :mod:`bayes_prune.law`, evaluated with ``xp = pytensor.tensor``.
 
-Priors (on the centred coefficients; :class:`Priors`, overridable): ``gamma`` around 2
-(slopes 0.7-5.4), transition density at the data's centre around e^-3 (5 %, within a factor
-e^3), ``phi`` around 0.5 and ``psi`` around 1 (sd 0.75), ``eps_up`` around 0.88 of random
-guessing; the dense envelope near 15 % at the centre (a factor e either way), its local
-slopes in n and in the weight count near 0.2 and 0.15, its three terms in equal shares a
-priori (``logit_share`` sd 0.5). The prior predictive
-check :func:`prior_predictive_summary` shows the implied curves stay inside (0, 1) and put
-their transition within the grid's densities.
+Priors (on the centred coefficients; :class:`~bayes_prune.priors.Priors`, overridable):
+``gamma`` around 2 (slopes 0.7-5.4); the pivot density (where the curve passes the middle of
+the rise its grid shows) around where the grid's runs pass it, within a factor e^1.5; ``phi``
+around 0.5 and ``psi`` around 1 (sd 0.75); ``eps_up`` 88 % of the way from the pivot error to
+random guessing; the dense envelope at the centre around the grid's own median dense error (a
+factor e either way), its local slopes in n and in the weight count near 0.2 and 0.15, its
+three terms in equal shares a priori (``logit_share`` sd 0.5). The two data-centred means
+(:meth:`~bayes_prune.priors.Priors.follow`) let a grid of CIFAR-10 ResNets at 6 % dense error
+and one of small MLPs at 15 % start from priors of the same shape around their own data.
+
+What a grid cannot inform rests on its prior, in a form that cannot overflow: every axis
+enters centred on the grid's mean (``phi (log l - <log l>)``, ``alpha (log n - <log n>)``...),
+so a grid with one depth, one width or one n_train leaves ``phi``, ``psi`` or the envelope's
+n-term exactly at their prior, and a grid of a single configuration is Eq. 1 for that network
+with its dense error's level. The dense law's coefficients are carried as logs
+(:class:`~bayes_prune.law.DenseLaw`): ``a`` of a term the grid never varied may be far
+beyond a float's range while ``a n^-alpha`` at the grid is finite. A run without a dense point
+(round 0) has its dense error as a latent like every run, informed by its configuration's
+dense law and its own pruned points. :func:`prior_predictive` checks, per group, that the
+prior's band reaches the measured errors; ``fit`` stores and prints it, with what the data
+identified (:meth:`bayes_prune.posterior.Posterior.identification`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
 from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, laws, pooling_cov
 from .errors import UserError
+from .grid import CONFIG_KEY
 from .law import log_dense_error, log_error
 from .lsq import observed_errors
+from .priors import Priors
 
-__all__ = ["Priors", "build_model", "prior_predictive_summary"]
+__all__ = ["Priors", "build_model"]
 
 LIKELIHOODS = ("normal", "student")
 RUNS_MODES = ("latent", "measured")
@@ -70,58 +84,6 @@ RUNS_MODES = ("latent", "measured")
 # diagonal mass matrix follows only slowly (R-hat 1.017 centred). Sampled as theta = mean +
 # chol z, they mix like independent normals.
 NONCENTRED = ("logit_share_a", "logit_share_b")
-
-
-def _prior(mean: dict, sd: dict):
-    return field(default_factory=lambda: {"mean": dict(mean), "sd": dict(sd)})
-
-
-@dataclass(frozen=True)
-class Priors:
-    """Priors of the model. ``mu`` holds Normal mean/sd per coefficient; ``spread`` the sd of
-    the arch, task and pair effects per coefficient; the rest are the medians of LogNormal
-    noise scales."""
-
-    mu: dict = _prior(
-        {"log_gamma": np.log(2.0), "log_p_centre": -3.0, "phi": 0.5, "psi": 1.0,
-         "logit_eps_up": 2.0, "log_dense": np.log(0.15), "logit_share_a": 0.0,
-         "logit_share_b": 0.0, "log_slope_n": np.log(0.2), "log_slope_m": np.log(0.15),
-         KAPPA: 0.0, KAPPA_GAMMA: 0.0, "phi2": 0.0, "psi2": 0.0},
-        {"log_gamma": 0.5, "log_p_centre": 1.5, "phi": 0.75, "psi": 0.75, "logit_eps_up": 1.5,
-         "log_dense": 1.0, "logit_share_a": 0.5, "logit_share_b": 0.5, "log_slope_n": 0.75,
-         "log_slope_m": 0.75, KAPPA: 0.5, KAPPA_GAMMA: 0.5, "phi2": 0.5, "psi2": 0.5})
-    spread: dict = field(default_factory=lambda: {
-        k: {"log_gamma": f * 0.3, "log_p_centre": f * 0.75, "phi": f * 0.3, "psi": f * 0.3,
-            "logit_eps_up": f * 0.5, "log_dense": f * 0.5, "logit_share_a": f * 0.25,
-            "logit_share_b": f * 0.25, "log_slope_n": f * 0.3, "log_slope_m": f * 0.3,
-            KAPPA: f * 0.2, KAPPA_GAMMA: f * 0.2, "phi2": f * 0.25, "psi2": f * 0.25}
-        for k, f in (("arch", 1.0), ("task", 1.0), ("pair", 1 / 3))})
-    # Noise scales: LogNormal(log median, 0.5). Bounded away from 0, unlike HalfNormal: with
-    # 2-3 seeds a configuration, a scale near 0 opens a funnel the sampler cannot enter.
-    sigma: float = 0.05  # relative point noise
-    sigma_seed: float = 0.04  # run-to-run spread of the dense error (the paper: 3.4 %)
-    tau: float = 0.1  # scatter of configurations around the dense law
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def scales(self, names) -> tuple[list, list, list, list]:
-        """Per coefficient in ``names``: the sd of ``mu`` and the arch, task, pair spreads."""
-        return ([self.mu["sd"][n] for n in names],
-                *([self.spread[k][n] for n in names] for k in ("arch", "task", "pair")))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Priors:
-        base = cls().to_dict()
-        for k, v in d.items():
-            if k not in base:
-                raise UserError(f"unknown prior {k!r}; known: {', '.join(base)}")
-            if isinstance(v, dict):
-                for kk, vv in v.items():
-                    base[k][kk] = {**base[k][kk], **vv} if isinstance(vv, dict) else vv
-            else:
-                base[k] = v
-        return cls(**base)
 
 
 def coef_names(p_depends_on_n: bool = False, gamma_depends_on_n: bool = False,
@@ -159,7 +121,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
     else:
         use = np.arange(len(pts))
     coords["point"] = use
-    y, n_dense = run_dense_points(lay)
+    y, n_dense = run_dense_points(lay, require=runs_mode == "measured")
     with pm.Model(coords=coords) as model:
         mean_k = np.array([priors.mu["mean"][n] for n in names])
         cov = pooling_cov(g["arch"], g["task"], *(np.array(v) for v in priors.scales(names)))
@@ -188,7 +150,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
                 sigma_seed[rg] ** 2 + (1 - e) / (n_dense * e), tau_c))
             log_np_t = y
         else:  # each run's own dense error; its configuration's latent integrated out
-            log_np_t = pm.Flat("log_eps_np_run", dims="run", initval=y)
+            log_np_t = pm.Flat("log_eps_np_run", dims="run", initval=run_start(lay, y))
             pm.Potential("run_prior", _marginal_dense(
                 log_np_t, law_c, runs["config_idx"].to_numpy(), len(cfg),
                 sigma_seed[rg] ** 2, tau_c))
@@ -198,7 +160,8 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         th_p = {n: theta[pg, i] for i, n in enumerate(names)}
         prune_p, _ = laws(th_p, lay.centres, p["eps0"].to_numpy(),
                           n_train=p["n_train"].to_numpy(float), depth=p["depth"].to_numpy(float),
-                          width=p["width"].to_numpy(float), xp=pt)
+                          width=p["width"].to_numpy(float),
+                          log_err_pivot=g["log_err_pivot"].to_numpy()[pg], xp=pt)
         mean = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
                          p["width"].to_numpy(float),
                          pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)
@@ -213,18 +176,33 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
     return model
 
 
-def run_dense_points(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+def run_dense_points(lay: Layout, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per run (``lay.runs`` order): the log of its measured dense error (round 0, floored at
-    half a mistake) and its test-set size."""
+    half a mistake) and its test-set size; NaN for a run without a dense point (its dense
+    error is then a latent that its configuration's dense law and its pruned points inform),
+    which ``require`` refuses."""
     dense = lay.points[lay.points["round"] == 0]
     y = np.full(len(lay.runs), np.nan)
     n = np.full(len(lay.runs), np.nan)
     idx = dense["run_idx"].to_numpy()
     y[idx], n[idx] = np.log(observed_errors(dense)), dense["n_test"].to_numpy(float)
-    if np.isnan(y).any():
-        raise UserError(f"{int(np.isnan(y).sum())} run(s) have no dense point (round 0): the "
-                        "model conditions every run on its own dense error")
+    if require and np.isnan(y).any():
+        first = lay.runs.iloc[int(np.flatnonzero(np.isnan(y))[0])]
+        cfg = lay.configs.iloc[int(first["config_idx"])]
+        raise UserError(
+            f"{int(np.isnan(y).sum())} run(s) have no dense point (round 0), e.g. "
+            + ", ".join(f"{k}={cfg[k]}" for k in CONFIG_KEY) + f", seed={first['seed']}"
+            + ": runs_mode 'measured' conditions every run on its measured dense error; "
+              "use runs_mode 'latent' (the default)")
     return y, n
+
+
+def run_start(lay: Layout, y: np.ndarray) -> np.ndarray:
+    """Start values of the runs' latent log dense errors: the measured dense point, else the
+    run's lowest log error."""
+    low = np.log(observed_errors(lay.points))
+    lowest = pd.Series(low).groupby(lay.points["run_idx"].to_numpy()).min()
+    return np.where(np.isnan(y), lowest.reindex(range(len(y))).to_numpy(), y)
 
 
 def _dense_law_c(lay: Layout, theta, names, xp=pt):
@@ -260,7 +238,7 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
     ``(draws, groups)``: per draw the normal conditional (prior from the dense law, data from
     the configuration's runs: their latent dense errors ``run_draws`` ``(draws, runs)``, or
     without them their measured dense points)."""
-    y, n_dense = run_dense_points(lay)
+    y, n_dense = run_dense_points(lay, require=run_draws is None)
     runs, cfg = lay.runs, lay.configs
     var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
     if run_draws is None:
@@ -277,18 +255,40 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
     return mean + rng.standard_normal(mean.shape) / np.sqrt(post_prec)
 
 
-def prior_predictive_summary(lay: Layout, priors: Priors | None = None, draws: int = 500,
-                             seed: int = 0) -> dict:
-    """Draw from the prior and summarise the implied curves: the fraction of predicted errors
-    inside (0, 1), and the quantiles of each curve's transition density (where the error is
-    halfway, in log, between its plateaus) at the data's centre, against the grid's range."""
-    model = build_model(lay, priors, observed=False)
-    with model:
-        idata = pm.sample_prior_predictive(draws=draws, random_seed=seed,
-                                           var_names=["theta", "log_err_mean"])
-    mean = idata.prior["log_err_mean"].to_numpy().reshape(draws, -1)
-    log_p = idata.prior["theta"].sel(coef="log_p_centre").to_numpy().reshape(-1)
-    d = lay.points["density"]
-    return {"inside_unit_interval": float(np.mean((mean < 0) & np.isfinite(mean))),
-            "transition_density_quantiles": np.exp(np.quantile(log_p, [0.05, 0.5, 0.95])),
-            "grid_density_range": (float(d.min()), float(d.max()))}
+def prior_predictive(lay: Layout, priors: Priors, draws: int = 1000, seed: int = 0) -> dict:
+    """The prior predictive check, per group (numpy, seconds): draw the coefficients from the
+    prior (each group's marginal under the pooling), put the law through the grid's points
+    with each run's measured dense error (or its :func:`run_start`), add the prior median
+    point noise, and report ``inside_unit_interval`` (the fraction of predicted errors in
+    (0, 1)), ``coverage_90`` (the fraction of measured errors inside the prior's central 90 %
+    band: a prior that cannot reach the data shows here) and the 5/50/95 % quantiles of the
+    pivot density (``pivot_density``, where the prior curves pass the group's pivot error)
+    beside the grid's density range."""
+    names = list(COEFS)
+    rng = np.random.default_rng(seed)
+    sd = np.sqrt(np.stack([pooling_cov(lay.groups["arch"], lay.groups["task"],
+                                       *(np.array(v) for v in priors.scales(names)))[:, g, g]
+                           for g in range(len(lay.groups))]))  # (groups, K)
+    mean = np.array([priors.mu["mean"][n] for n in names])
+    y, _ = run_dense_points(lay)
+    pts = lay.points
+    log_np = run_start(lay, y)[pts["run_idx"].to_numpy()]
+    out = {}
+    for g, row in lay.groups.iterrows():
+        p = pts[pts["group_idx"] == g]
+        z = mean + sd[g] * rng.standard_normal((draws, len(names)))
+        theta = {n: z[:, i, None] for i, n in enumerate(names)}
+        prune, _ = laws(theta, lay.centres, row["eps0"], log_err_pivot=row["log_err_pivot"])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mu = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
+                           p["width"].to_numpy(float), np.exp(log_np[p.index]), prune)
+            sim = mu + priors.sigma * rng.standard_normal(mu.shape)
+        lo, hi = np.nanquantile(sim, [0.05, 0.95], axis=0)
+        obs = np.log(observed_errors(p))
+        out[f"{row['arch']}/{row['task']}"] = {
+            "inside_unit_interval": float(np.mean(np.isfinite(mu) & (mu < 0))),
+            "coverage_90": float(np.mean((obs >= lo) & (obs <= hi))),
+            "pivot_density": np.exp(np.quantile(z[:, names.index("log_p_centre")],
+                                                [0.05, 0.5, 0.95])).tolist(),
+            "grid_density": [float(p["density"].min()), float(p["density"].max())]}
+    return out

@@ -36,10 +36,11 @@ from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES
 from .law import log_dense_error, log_eq1, log_invariant
+from .priors import Priors
 
 __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
 
-FORMAT = "bayes_prune.posterior/1"
+FORMAT = "bayes_prune.posterior/2"
 QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
 NEVER_FITTED = "pair never fitted"  # beyond_grid's answer for an (arch, task) with no grid
@@ -150,10 +151,8 @@ class Posterior:
         (:func:`~bayes_prune.coords.pooling_cov`) given them."""
         pri = self.meta["priors"]
         mean = np.array([pri["mu"]["mean"][c] for c in self.coefs])
-        scales = ([pri["mu"]["sd"][c] for c in self.coefs],
-                  *([pri["spread"][k][c] for c in self.coefs] for k in ("arch", "task", "pair")))
         cov = pooling_cov(list(self.groups["arch"]) + [arch], list(self.groups["task"]) + [task],
-                          *scales)
+                          *self._prior_scales(pri))
         n = len(self.groups)
         c_oo, c_no, c_nn = cov[:, :n, :n], cov[:, n, :n], cov[:, n, n]
         w = np.linalg.solve(c_oo, c_no[..., None])[..., 0]  # (K, G)
@@ -162,22 +161,54 @@ class Posterior:
         cond_sd = np.sqrt(c_nn - np.einsum("kg,kg->k", w, c_no))
         return cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
 
+    def _prior_scales(self, pri: dict) -> tuple[list, ...]:
+        """The prior's sd of ``mu`` and its arch, task and pair spreads, per coefficient."""
+        return Priors.from_dict(pri).scales(self.coefs)
+
     def natural(self, arch: str, task: str) -> dict[str, np.ndarray]:
         """Draws of the law's coefficients on their natural scale for (arch, task): the joint
         law's ``gamma, p_prime, phi, psi, eps_up`` (for the variants: at the grid's centre
         n_train, depth and width), the dense law's ``a, alpha, b, beta, c_inf``, and the
         ``curved`` variant's ``phi2, psi2``."""
+        return self._natural(self.coefficients(arch, task), arch, task)
+
+    def _natural(self, theta: dict, arch: str, task: str) -> dict[str, np.ndarray]:
         eps0, _ = self._eps0_ntest(arch, task)
-        theta = self.coefficients(arch, task)
-        prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n))
-        out = {k: np.broadcast_to(v, (self.n_draws,)) for k, v in prune.as_dict().items()}
-        out.update({k: np.broadcast_to(v, (self.n_draws,)) for k, v in dense.as_dict().items()
+        prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
+                            log_err_pivot=self._pivot(arch, task))
+        n = len(next(iter(theta.values())))
+        out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
+        out.update({k: np.broadcast_to(v, (n,)) for k, v in dense.as_dict().items()
                     if k != "eta"})
         out.update({k: v for k, v in theta.items() if k in CURVATURE})
         return out
 
+    def identification(self, level: float = 0.9) -> pd.DataFrame:
+        """How much the data narrowed each fitted group's coefficients: per group and
+        coefficient of :meth:`natural`, ``ratio`` = the width of the posterior's central
+        ``level`` interval over the prior's (on the log scale for positive coefficients), and
+        ``identified``: ``data`` (ratio <= 0.5), ``prior`` (>= 0.9: the grid cannot inform
+        it, e.g. ``psi`` when every network has one width, or ``eps_up`` when no run reaches
+        the high plateau) or ``partly``."""
+        pri = self.meta["priors"]
+        rng = np.random.default_rng(0)
+        rows = []
+        for arch, task in self._group_index:
+            sd = np.sqrt(pooling_cov([arch], [task], *self._prior_scales(pri))[:, 0, 0])
+            mean = np.array([pri["mu"]["mean"][c] for c in self.coefs])
+            z = mean + sd * rng.standard_normal((4000, len(self.coefs)))
+            prior = self._natural({c: z[:, i] for i, c in enumerate(self.coefs)}, arch, task)
+            post = self.natural(arch, task)
+            for name, d in post.items():
+                ratio = _width(d, level) / max(_width(prior[name], level), 1e-300)
+                rows.append({"arch": arch, "task": task, "coef": name, "ratio": ratio,
+                             "identified": "data" if ratio <= 0.5 else
+                             "prior" if ratio >= 0.9 else "partly"})
+        return pd.DataFrame(rows)
+
     def coefficient_table(self, level: float = 0.94) -> pd.DataFrame:
-        """One row per fitted group and coefficient: posterior median and HDI at ``level``."""
+        """One row per fitted group and coefficient: posterior median and HDI at ``level``, and
+        whether the data identify it (``identified``, :meth:`identification`)."""
         rows = []
         for arch, task in self._group_index:
             for name, d in self.natural(arch, task).items():
@@ -185,7 +216,8 @@ class Posterior:
                 rows.append({"arch": arch, "task": task, "coef": name,
                              "median": float(np.median(d)), "lower": float(lo[0]),
                              "upper": float(hi[0]), "level": level})
-        return pd.DataFrame(rows)
+        ident = self.identification()[["arch", "task", "coef", "identified"]]
+        return pd.DataFrame(rows).merge(ident, on=["arch", "task", "coef"], how="left")
 
     def compare(self, coef: str, a: tuple[str, str], b: tuple[str, str],
                 level: float = 0.94) -> dict:
@@ -195,6 +227,11 @@ class Posterior:
         if coef not in da:
             raise UserError(f"unknown coefficient {coef!r}; choose one of {', '.join(da)}")
         x, y = da[coef], db[coef]
+        for side, d in ((a, x), (b, y)):
+            if not np.isfinite(d).all():
+                raise UserError(f"{'/'.join(side)}: {coef} has non-finite draws (beyond a "
+                                "float's range: the grid does not inform it; see the fit's "
+                                "'identified' column); compare another coefficient")
         (la,), (ha,) = hdi(x[None, :], level)
         (lb,), (hb,) = hdi(y[None, :], level)
         return {"coef": coef, "a": "/".join(a), "b": "/".join(b),
@@ -207,6 +244,12 @@ class Posterior:
         pick = (lambda v: self.draws[v][:, g]) if g is not None else \
             (lambda v: np.median(self.draws[v], axis=1))
         return pick("sigma"), pick("sigma_seed"), pick("tau")
+
+    def _pivot(self, arch: str, task: str) -> float | None:
+        """The group's pivot error (:func:`~bayes_prune.coords.group_anchors`); ``None`` (the
+        grid's) for a pair never fitted."""
+        g = self._group_index.get((arch, task))
+        return None if g is None else float(self.groups["log_err_pivot"][g])
 
     def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
         g = self._group_index.get((arch, task))
@@ -250,17 +293,18 @@ class Posterior:
                      self.coefficients(arch, task, np.random.default_rng([seed, g])).items()}
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
-            jobs += [(theta, noise, eps0, n_test_group, idx[a:a + _CHUNK],
+            pivot = self._pivot(arch, task)
+            jobs += [(theta, noise, eps0, n_test_group, pivot, idx[a:a + _CHUNK],
                       np.random.default_rng([seed, g, a]), f"{arch}/{task}")
                      for a in range(0, len(idx), _CHUNK)]
 
         def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, i, rng, group = job
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, group = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
             prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
-                                depth=col["depth"], width=col["width"])
+                                depth=col["depth"], width=col["width"], log_err_pivot=pivot)
             # Rows of one configuration (e.g. a curve over densities) share their draws, so a
             # curve is one coherent draw per posterior sample: draw per configuration `uniq`
             keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params[i].tolist(),
@@ -284,6 +328,8 @@ class Posterior:
                 eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
                 sd = np.sqrt(sigma**2 + (1 - eps) / (n_test * eps))
                 log_eps += sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
+            _check_finite(group, r, {"dense error": log_np, "invariant m*": log_m,
+                                     "error": log_eps})
             fn(i, np.exp(log_eps))
 
         # numpy's ufuncs and sorts release the GIL: chunks on threads use every core
@@ -394,6 +440,27 @@ class Posterior:
         ok = cand[cand["p_meets"] >= prob]
         return ok.sort_values(["params_nonzero", "p_meets"], ascending=[True, False]) \
             .reset_index(drop=True)
+
+
+def _check_finite(group: str, rows: pd.DataFrame, terms: dict[str, np.ndarray]) -> None:
+    """Refuse a prediction with a non-finite draw, naming the group, the term and a row."""
+    for term, x in terms.items():
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.argmax(bad.reshape(len(x), -1).any(axis=1))) if x.shape[0] == len(rows) \
+                else 0
+            row = ", ".join(f"{c}={rows[c].iloc[i]:g}" for c in ("depth", "width", "n_train",
+                                                                 "density"))
+            raise UserError(f"{group}: the posterior's {term} is not finite in "
+                            f"{int(bad.sum())} draw(s) at {row}; the fit cannot predict it "
+                            "(refit, or check `bayes-prune fit`'s diagnostics)")
+
+
+def _width(draws: np.ndarray, level: float) -> float:
+    """Width of the central ``level`` interval of ``draws``, of their logs if all positive."""
+    x = np.log(draws) if np.all(draws > 0) else draws
+    lo, hi = np.quantile(x[np.isfinite(x)], [(1 - level) / 2, (1 + level) / 2])
+    return float(hi - lo)
 
 
 def _flatten(post) -> dict[str, np.ndarray]:

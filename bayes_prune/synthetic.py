@@ -39,16 +39,16 @@ def synthetic_params(depth, width, n_in: int = 40, n_out: int = 10):
 def default_truths() -> dict[tuple[str, str], Truth]:
     """Four groups, 2 architectures x 2 tasks, with coefficients in the range real grids show
     (transition near a few % density for mid-size networks, eps_up near random guessing)."""
-    dense = DenseLaw(a=1.0, alpha=0.35, b=2.0, beta=0.4, c_inf=0.02, eta=0.9)
+    dense = DenseLaw.of(a=1.0, alpha=0.35, b=2.0, beta=0.4, c_inf=0.02, eta=0.9)
     return {
         ("syn-a", "syn-x"): Truth(PruneLaw(gamma=2.0, p_prime=0.6, eps_up=0.88, phi=0.5, psi=1.0),
                                   dense),
         ("syn-a", "syn-y"): Truth(PruneLaw(gamma=1.6, p_prime=0.9, eps_up=0.85, phi=0.5, psi=1.0),
-                                  DenseLaw(1.5, 0.35, 2.0, 0.4, 0.04, 0.9)),
+                                  DenseLaw.of(1.5, 0.35, 2.0, 0.4, 0.04, 0.9)),
         ("syn-b", "syn-x"): Truth(PruneLaw(gamma=2.6, p_prime=0.3, eps_up=0.87, phi=0.3, psi=1.2),
-                                  DenseLaw(1.0, 0.35, 3.0, 0.45, 0.02, 0.9)),
+                                  DenseLaw.of(1.0, 0.35, 3.0, 0.45, 0.02, 0.9)),
         ("syn-b", "syn-y"): Truth(PruneLaw(gamma=2.1, p_prime=0.45, eps_up=0.84, phi=0.3, psi=1.2),
-                                  DenseLaw(1.5, 0.35, 3.0, 0.45, 0.04, 0.9)),
+                                  DenseLaw.of(1.5, 0.35, 3.0, 0.45, 0.04, 0.9)),
     }
 
 

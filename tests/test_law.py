@@ -17,7 +17,7 @@ def test_eq1_hand_computed():
 
 def test_dense_envelope_hand_computed():
     # eps_tilde = 100^-0.5 + 400^-0.5 + 0.05 = 0.2; eps_np = 0.9 * 0.2 / sqrt(0.2^2 + 0.15^2)
-    dense = DenseLaw(a=1.0, alpha=0.5, b=1.0, beta=0.5, c_inf=0.05, eta=0.15)
+    dense = DenseLaw.of(a=1.0, alpha=0.5, b=1.0, beta=0.5, c_inf=0.05, eta=0.15)
     assert dense_error(400, 100, dense, 0.9) == pytest.approx(0.72, rel=1e-12)
 
 
@@ -77,7 +77,7 @@ def test_numpy_and_pytensor_evaluate_the_same_code():
     # coefficients as float64 arrays, as the model passes them (a bare Python float may become
     # a float32 constant in pytensor)
     law = PruneLaw(*map(np.float64, (1.7, 0.4, 0.85, 0.6, 1.1)))
-    dense = DenseLaw(*map(np.float64, (1.2, 0.3, 2.5, 0.45, 0.02, 0.9)))
+    dense = DenseLaw.of(*map(np.float64, (1.2, 0.3, 2.5, 0.45, 0.02, 0.9)))
     params, n = rng.uniform(1e3, 1e6, 50), rng.uniform(500, 60000, 50)
     np.testing.assert_allclose(log_error(d, depth, width, eps_np, law, xp=pt).eval(),
                                log_error(d, depth, width, eps_np, law), rtol=0, atol=1e-10)
@@ -90,7 +90,7 @@ def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
     from bayes_prune.coords import Centres, laws
 
     c = Centres(log_depth=np.log(2.0), log_width=np.log(32.0), log_n=np.log(2000.0),
-                log_params=np.log(1e4), half_span=0.5)
+                log_params=np.log(1e4), log_err_pivot=np.log(0.3))
     base = {"log_gamma": 0.3, "log_p_centre": -2.0, "phi": 0.5, "psi": 1.0, "logit_eps_up": 2.0,
             "log_dense": -1.5, "logit_share_a": 0.0, "logit_share_b": 0.0,
             "log_slope_n": -1.5, "log_slope_m": -2.0}
@@ -109,7 +109,8 @@ def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
     assert bent.p_prime[1] == pytest.approx(float(p0.p_prime))
     np.testing.assert_allclose(np.log(bent.gamma), 0.3 + 0.4 * np.log(n / 2000.0))
     curv = 0.5 * (0.3 * np.log(depth / 2) ** 2 + 0.2 * np.log(width / 32) ** 2)
-    log_p0 = -2.0 - 0.5 / bent.gamma + 0.5 * np.log(2.0) + 1.0 * np.log(32.0)
+    log_up = np.log(0.3 + 0.6 / (1 + np.exp(-2.0)))  # eps_up between the pivot and eps0
+    log_p0 = -2.0 - (log_up - np.log(0.3)) / bent.gamma + 0.5 * np.log(2.0) + np.log(32.0)
     np.testing.assert_allclose(np.log(bent.p_prime), log_p0 - curv)
 
 
