@@ -730,8 +730,65 @@ def _run_grid_export(args) -> None:
     print(f"wrote {len(grid)} rows ({grid['run_id'].nunique()} runs) to {args.output}")
 
 
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import", help="import results made elsewhere (open_lth trees, results tables)",
+        description="Turn IMP results made with other code into an error grid that `fit`, "
+                    "`lsq` and `evaluate` read.")
+    isub = p.add_subparsers(title="import commands", metavar="SOURCE", required=True)
+    olth = isub.add_parser(
+        "open-lth", help="facebookresearch/open_lth's lottery_<hash>/ output tree",
+        description="Read open_lth's lottery tree as it lies on disk "
+                    "(lottery_<hash>/replicate_<R>/level_<L>/main/ with hparams.log, logger, "
+                    "sparsity_report.json): one row per finished level, seed = replicate, "
+                    "round = level, density = unpruned/total of the sparsity report (total "
+                    "counts every masked weight, the never-pruned output layer included), "
+                    "test error = 1 - test_accuracy at the logger's last iteration, n_train = "
+                    "ceil(subsample_fraction x the data set). mnist_lenet_N_..._N -> mlp "
+                    "(depth = hidden layers, width = N), cifar_resnet_D[_W] -> resnet; other "
+                    "models keep their name as arch. Unfinished levels and other branches are "
+                    "skipped with one line each on stderr.")
+    olth.add_argument("root", metavar="ROOT",
+                      help="open_lth's output directory holding lottery_<hash>/ (or one "
+                           "lottery_<hash>/ directory)")
+    olth.add_argument("-o", "--output", required=True, metavar="GRID",
+                      help="error grid to write, .csv or .parquet")
+    olth.add_argument("--task", action="append", default=[], metavar="OLD=NEW",
+                      help="rename open_lth's data set OLD to task NEW, e.g. "
+                           "mnist=fashion-mnist (repeatable)")
+    olth.add_argument("--nonuniform", choices=("skip", "first", "max"), default="skip",
+                      help="an mnist_lenet whose hidden layers differ in width (300_100): "
+                           "skip it, or map it to mlp with the first or the largest width as "
+                           "width (params_total stays the real count) (default: skip)")
+    olth.set_defaults(func=_run_import_open_lth)
+
+
+def _pairs(values, option: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        old, sep, new = v.partition("=")
+        if not sep or not old or not new:
+            raise UserError(f"{option} {v!r}: expected OLD=NEW")
+        out[old] = new
+    return out
+
+
+def _run_import_open_lth(args) -> None:
+    from .grid import write_grid
+    from .open_lth import import_tree
+
+    grid = import_tree(args.root, _pairs(args.task, "--task"), args.nonuniform,
+                       say=lambda line: print(line, file=sys.stderr))
+    write_grid(grid, args.output)
+    runs = grid.groupby("run_id")
+    print(f"wrote {len(grid)} rows ({runs.ngroups} runs, "
+          f"{grid.groupby(['task', 'arch', 'depth', 'width', 'n_train']).ngroups} "
+          f"configurations; density {grid['density'].min():.4g}-{grid['density'].max():.4g}) "
+          f"to {args.output}")
+
+
 COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,
-            _add_plot, _add_compare, _add_evaluate)
+            _add_plot, _add_compare, _add_evaluate, _add_import)
 
 
 def build_parser() -> argparse.ArgumentParser:
