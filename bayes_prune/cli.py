@@ -761,6 +761,51 @@ def _add_import(sub) -> None:
                            "skip it, or map it to mlp with the first or the largest width as "
                            "width (params_total stays the real count) (default: skip)")
     olth.set_defaults(func=_run_import_open_lth)
+    table = isub.add_parser(
+        "table", help="a results table (CSV, TSV, Parquet, a Markdown pipe table)",
+        description="Map a results table exported from W&B, MLflow or a spreadsheet to an error "
+                    "grid. Accuracy becomes error, sparsity (or % pruned) density, percentages "
+                    "fractions; round comes from density when missing (0.8^round for "
+                    "--prune-fraction 0.2); params_nonzero from params_total, params_prunable "
+                    "and density. Tasks bayes_prune does not know need random_error or "
+                    "n_classes. Every cell that cannot be mapped is refused with its row and "
+                    "column; nothing is written then. Details: python -c 'import "
+                    "bayes_prune.tables as t; help(t)'.")
+    table.add_argument("table", metavar="TABLE",
+                       help="the table: .csv, .csv.gz, .tsv, .parquet, or .md (its first pipe "
+                            "table); rows are counted as lines of the file, the header is row 1")
+    table.add_argument("-o", "--output", required=True, metavar="GRID",
+                       help="error grid to write, .csv or .parquet")
+    table.add_argument("--map", action="append", default=[], metavar="COLUMN=SOURCE",
+                       help="grid COLUMN from the table's column SOURCE (repeatable). COLUMN is "
+                            "a grid column (task, arch, depth, width, n_train, seed, round, "
+                            "density, test_error, n_test, params_total, params_nonzero, run_id, "
+                            "params_prunable, random_error, ...) or accuracy, sparsity, "
+                            "prunable_kept (density = prunable_kept / params_prunable), "
+                            "n_classes. SOURCE1,SOURCE2,... stacks the table once per source "
+                            "column (one accuracy column per test set)")
+    table.add_argument("--set", action="append", default=[], metavar="COLUMN=VALUE",
+                       help="grid COLUMN is VALUE in every row, e.g. --set n_test=10000; "
+                            "V1,V2,... gives each stacked copy its own (repeatable)")
+    table.add_argument("--where", action="append", default=[], metavar="SOURCE=V1[,V2...]",
+                       help="keep only the rows whose column SOURCE holds one of the values "
+                            "(repeatable; all must hold)")
+    table.add_argument("--join", action="append", default=[], metavar="FILE.csv",
+                       help="a table of grid columns per value of a key column of TABLE "
+                            "(named as in TABLE), e.g. network,depth,width,params_total; "
+                            "rows whose key it lacks are refused (repeatable)")
+    table.add_argument("--dense", metavar="TABLE2",
+                       help="a table of dense networks: every run without round 0 gets one, "
+                            "the median error of TABLE2's rows of its configuration (same "
+                            "--map/--set/--join/--where where its columns allow)")
+    table.add_argument("--units", choices=("auto", "fraction", "percent"), default="auto",
+                       help="accuracy, error, sparsity and density columns: 'auto' reads a "
+                            "column as per cent when its header or a cell says %% or its "
+                            "largest value exceeds 1 (default: auto)")
+    table.add_argument("--prune-fraction", type=float, default=0.2, metavar="F",
+                       help="fraction pruned a round, to derive round from density "
+                            "(default: 0.2)")
+    table.set_defaults(func=_run_import_table)
 
 
 def _pairs(values, option: str) -> dict[str, str]:
@@ -786,6 +831,22 @@ def _run_import_open_lth(args) -> None:
           f"configurations; density {grid['density'].min():.4g}-{grid['density'].max():.4g}) "
           f"to {args.output}")
 
+
+
+def _run_import_table(args) -> None:
+    from .grid import write_grid
+    from .tables import TableMap, import_table
+
+    mapping = TableMap.from_options(args.map, args.set, args.where, args.join, args.units,
+                                    args.prune_fraction)
+    grid = import_table(args.table, mapping, dense=args.dense)
+    write_grid(grid, args.output)
+    key = [c for c in ("task", "arch", "depth", "width", "n_train", "seed", "run_id")
+           if c in grid]
+    print(f"wrote {len(grid)} rows ({grid.groupby(key).ngroups} runs, "
+          f"{grid.groupby(['task', 'arch', 'depth', 'width', 'n_train']).ngroups} "
+          f"configurations; density {grid['density'].min():.4g}-{grid['density'].max():.4g}) "
+          f"to {args.output}")
 
 COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,
             _add_plot, _add_compare, _add_evaluate, _add_import)
