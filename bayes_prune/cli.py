@@ -662,8 +662,13 @@ def _add_grid(sub) -> None:
                           "transient I/O error, resuming from its last stored round; then it "
                           "is marked failed (default: 3)")
     run.set_defaults(func=_run_grid_run)
-    status = gsub.add_parser("status", help="done / running / left per group of SPEC")
-    status.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file")
+    status = gsub.add_parser("status", help="done / running / left per group of SPEC",
+                             description="Count the runs of SPEC that are done, running or "
+                                         "interrupted, failed and left; without SPEC, every "
+                                         "run in the store per (arch, task) group, whatever "
+                                         "wrote it (grid run, import, bayes_prune.Recorder).")
+    status.add_argument("spec", metavar="SPEC", nargs="?", default=None,
+                        help="grid spec, a TOML file (optional)")
     status.add_argument("--store", default=DEFAULT_STORE,
                         help=f"SQLite results store (default: {DEFAULT_STORE})")
     status.set_defaults(func=_run_grid_status)
@@ -707,6 +712,16 @@ def _run_grid_status(args) -> None:
     from .spec import load_spec
     from .store import Store
 
+    if args.spec is None:
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for arch, task, state, n in Store(args.store, create=False).status_counts():
+            counts.setdefault((arch, task), {})[state] = n
+        if not counts:
+            raise UserError(f"{args.store}: the store holds no runs yet")
+        for (arch, task), c in counts.items():
+            print(f"{arch}/{task}: {c.get('done', 0)} done, {c.get('running', 0)} running or "
+                  f"interrupted, {c.get('failed', 0)} failed")
+        return
     spec = load_spec(args.spec)
     runs = spec.runs()
     status = Store(args.store).statuses() if Path(args.store).is_file() else {}
