@@ -9,6 +9,7 @@ written to a temporary file and renamed into place, and read with ``weights_only
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -65,17 +66,36 @@ class Store:
     def statuses(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT run_id, status FROM runs"))
 
+    def status_counts(self) -> list[tuple[str, str, str, int]]:
+        """``(arch, task, status, runs)`` over every run in the store, whatever wrote it."""
+        return list(self.db.execute("SELECT arch, task, status, COUNT(*) FROM runs "
+                                    "GROUP BY arch, task, status ORDER BY arch, task, status"))
+
     def start(self, cfg: RunConfig, device: str, code_version: str) -> None:
         """Mark ``cfg`` as running (one more attempt), creating its row if new."""
+        self.open_run(cfg.run_id, cfg.to_json(), cfg.task, cfg.arch, cfg.depth, cfg.width,
+                      cfg.n_train, cfg.seed, device, code_version)
+
+    def open_run(self, run_id: str, config: str, task: str, arch: str, depth: int, width: int,
+                 n_train: int, seed: int, device: str, code_version: str) -> None:
+        """Create run ``run_id`` (``config``: its JSON) or count one more attempt; a run not
+        done is marked running, a done one stays done."""
         with self.db:
             self.db.execute(
                 "INSERT INTO runs (run_id, config, task, arch, depth, width, n_train, seed, "
                 "status, attempts, device, code_version, updated) "
                 "VALUES (?,?,?,?,?,?,?,?,'running',1,?,?,?) ON CONFLICT(run_id) DO UPDATE SET "
-                "status='running', attempts=attempts+1, error=NULL, device=excluded.device, "
+                "status=CASE WHEN status='done' THEN 'done' ELSE 'running' END, "
+                "attempts=attempts+1, error=NULL, device=excluded.device, "
                 "updated=excluded.updated",
-                (cfg.run_id, cfg.to_json(), cfg.task, cfg.arch, cfg.depth, cfg.width,
-                 cfg.n_train, cfg.seed, device, code_version, time.time()))
+                (run_id, config, task, arch, depth, width, n_train, seed, device, code_version,
+                 time.time()))
+
+    def finish(self, run_id: str) -> None:
+        """Mark run ``run_id`` done."""
+        with self.db:
+            self.db.execute("UPDATE runs SET status='done', updated=? WHERE run_id=?",
+                            (time.time(), run_id))
 
     def fail(self, run_id: str, message: str) -> None:
         with self.db:
@@ -86,6 +106,12 @@ class Store:
     def rounds(self, run_id: str) -> list[int]:
         return [r for (r,) in self.db.execute(
             "SELECT round FROM rounds WHERE run_id=? ORDER BY round", (run_id,))]
+
+    def round_values(self, run_id: str) -> dict[int, dict]:
+        """``{round: {field: value}}`` of every stored round of ``run_id``."""
+        cur = self.db.execute(f"SELECT round, {', '.join(ROUND_FIELDS)} FROM rounds "
+                              "WHERE run_id=? ORDER BY round", (run_id,))
+        return {r: dict(zip(ROUND_FIELDS, rest, strict=True)) for r, *rest in cur}
 
     def add_round(self, run_id: str, round_: int, values: dict, done: bool) -> None:
         """Store one finished round (and, if it is the last, mark the run done) atomically.
@@ -131,12 +157,17 @@ class Store:
         df = pd.read_sql_query(
             "SELECT r.task, r.arch, r.depth, r.width, r.n_train, r.seed, d.round, d.density, "
             "d.test_error, d.n_test, d.params_total, d.params_nonzero, r.run_id, "
-            "d.test_mistakes, d.train_loss, d.params_prunable, r.device, r.code_version "
+            "d.test_mistakes, d.train_loss, d.params_prunable, r.device, r.code_version, "
+            "r.config "
             "FROM rounds d JOIN runs r USING (run_id) ORDER BY r.task, r.arch, r.depth, "
             "r.width, r.n_train, r.seed, d.round", self.db)
         if df.empty:
             raise UserError(f"{self.path}: the store holds no finished rounds yet")
-        df.insert(df.columns.get_loc("device"), "random_error", df["task"].map(random_error))
+        # a run recorded for a task outside the registry carries its random_error in its config
+        given = df.pop("config").map(lambda c: json.loads(c).get("random_error"))
+        df.insert(df.columns.get_loc("device"), "random_error",
+                  [random_error(t) if g is None else float(g)
+                   for t, g in zip(df["task"], given, strict=True)])
         df["source"] = "bayes_prune"
         df = df.astype({"test_mistakes": "int64", "params_prunable": "int64"})
         return validate(df, source=str(self.path))
