@@ -186,6 +186,10 @@ def load_spec(path: str | Path) -> GridSpec:
             check_arch(raw["arch"], depth, width)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+    if recipe.augment != "none" and len(task_info(raw["task"]).input_shape) != 3:
+        raise UserError(f"{path}: recipe.augment = {recipe.augment!r} needs images; task "
+                        f"{raw['task']!r} has inputs of shape "
+                        f"{task_info(raw['task']).input_shape}")
     pool = task_info(raw["task"]).train_pool
     if max(lists["n_trains"]) > pool:
         raise UserError(f"{path}: field 'n_trains': {max(lists['n_trains'])} exceeds the "
