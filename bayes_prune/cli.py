@@ -654,9 +654,10 @@ def _add_grid(sub) -> None:
                      help="jobs trained at once, one process each (default: 1; local "
                           "executor only)")
     run.add_argument("--no-batch", action="store_true",
-                     help="train every run on its own; by default fresh MLP runs of one "
-                          "shape and recipe train together as one batched model (the same "
-                          "per-run results, several times faster for small widths)")
+                     help="train every run on its own; by default fresh MLP runs (on CUDA "
+                          "also CNN and ResNet runs) of one shape and recipe train together "
+                          "as one batched model (the same per-run results up to float "
+                          "rounding, several times faster for small widths)")
     run.add_argument("--data-dir", default=None,
                      help="directory holding the data files (Fashion-MNIST IDX, CIFAR-10 "
                           "batches); default: the system location, else download")

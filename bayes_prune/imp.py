@@ -16,38 +16,34 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .augment import Minibatches, crop_flip
+from .augment import check as check_augment
+from .device import amp_dtype, autocast, compiled, prepare, resolve_device
 from .nets import build_model, count_params, prunable
-from .prune import density, magnitude_prune
+from .prune import apply_masks, density, magnitude_prune
 from .spec import Recipe, RunConfig
 from .store import Store
-from .tasks import TaskData, load_task
+from .tasks import TaskData, load_task, task_info
 
 __all__ = ["resolve_device", "train", "evaluate", "run_imp"]
 
 EVAL_BATCH = 2048
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from .errors import UserError
-
-        raise UserError("--device cuda was asked for but no CUDA device is visible; "
-                        "use --device auto or cpu")
-    return device
-
-
 def _lr(recipe: Recipe, step: int) -> float:
-    scale = 0.5 * (1 + math.cos(math.pi * step / recipe.steps)) if recipe.schedule == "cosine" \
-        else 1.0
+    if recipe.schedule == "cosine":
+        scale = 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
+    elif recipe.schedule == "step":  # He et al. (2016): x0.1 at epochs 80 and 120 of 160
+        scale = 0.1 ** ((step >= recipe.steps // 2) + (step >= recipe.steps * 3 // 4))
+    else:
+        scale = 1.0
     if step < recipe.warmup:
         scale *= (step + 1) / recipe.warmup
     return recipe.lr * scale
@@ -57,7 +53,7 @@ def _optimizer(recipe: Recipe, params, fused: bool = False) -> torch.optim.Optim
     """The recipe's optimizer over ``params``; ``fused`` Adam runs one kernel per step."""
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                               nesterov=True, weight_decay=recipe.weight_decay)
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
     return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
                             **({"fused": True} if fused else {}))
 
@@ -66,40 +62,44 @@ def train(model, masks: Sequence[torch.Tensor], data: TaskData, recipe: Recipe, 
           generator: torch.Generator, hooks: Sequence[Callable[[int], None]] = ()) -> float:
     """Train ``model`` from step ``start`` to ``recipe.steps`` with ``masks`` enforced; each
     hook is called with the step number before that step. Returns the mean training loss of
-    the last 100 steps."""
+    the last 100 steps. Runs on the device of ``data``, in the recipe's precision, compiled if
+    the recipe says so (:mod:`bayes_prune.device`)."""
+    device = data.x_train.device
     weights = [p for _, p in prunable(model)]
     opt = _optimizer(recipe, model.parameters())
-    n = data.y_train.numel()
-    order = torch.randperm(n, generator=generator)
-    pos, losses = 0, []
+    batches = Minibatches([data.y_train.numel()], recipe.batch_size, [generator], device,
+                          recipe.augment)
+    forward, amp = compiled(model, recipe.compile), amp_dtype(recipe.precision, device)
+    losses: deque[torch.Tensor] = deque(maxlen=100)  # on the device: no sync per step
     model.train()
     for step in range(start, recipe.steps):
         for hook in hooks:
             hook(step)
-        if pos + recipe.batch_size > n:  # a new epoch: a new order
-            order, pos = torch.randperm(n, generator=generator), 0
-        idx = order[pos:pos + recipe.batch_size].to(data.x_train.device)
-        pos += recipe.batch_size
+        idx, draws = next(batches)
+        x, y = data.x_train[idx[0]], data.y_train[idx[0]]
+        if draws is not None:
+            x = crop_flip(x, draws[0])
         for group in opt.param_groups:
             group["lr"] = _lr(recipe, step)
-        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        with autocast(amp, device):
+            loss = F.cross_entropy(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for w, m in zip(weights, masks, strict=True):
-                w.mul_(m)
-        losses.append(loss.detach())
-    return float(torch.stack(losses[-100:]).mean()) if losses else float("nan")
+        apply_masks(weights, masks)
+        losses.append(loss.detach().float())
+    return float(torch.stack(list(losses)).mean()) if losses else float("nan")
 
 
 @torch.no_grad()
-def evaluate(model, data: TaskData) -> int:
-    """Number of test mistakes of ``model`` on the full test set."""
+def evaluate(model, data: TaskData, precision: str = "fp32") -> int:
+    """Number of test mistakes of ``model`` on the full test set, in ``precision`` (a recipe's
+    ``precision``: the one it trained in)."""
     model.eval()
-    wrong = 0
+    wrong, amp = 0, amp_dtype(precision, data.x_test.device)
     for i in range(0, data.y_test.numel(), EVAL_BATCH):
-        logits = model(data.x_test[i:i + EVAL_BATCH])
+        with autocast(amp, data.x_test.device):
+            logits = model(data.x_test[i:i + EVAL_BATCH])
         wrong += int((logits.argmax(1) != data.y_test[i:i + EVAL_BATCH]).sum())
     return wrong
 
@@ -114,6 +114,8 @@ def run_imp(cfg: RunConfig, store: Store, device: str = "cpu", data_dir: str | N
     run_id, recipe = cfg.run_id, cfg.recipe
     if store.run_status(run_id) == "done":
         return
+    check_augment(recipe.augment, task_info(cfg.task).input_shape)
+    prepare(device)
     data = load_task(cfg.task, cfg.n_train, cfg.seed, device=device, data_dir=data_dir)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.task, cfg.depth, cfg.width).to(device)
@@ -138,12 +140,10 @@ def run_imp(cfg: RunConfig, store: Store, device: str = "cpu", data_dir: str | N
         else:
             masks = magnitude_prune(weights, masks, recipe.prune_fraction)
             model.load_state_dict(rewind)
-            with torch.no_grad():
-                for w, m in zip(weights, masks, strict=True):
-                    w.mul_(m)
+            apply_masks(weights, masks)
             loss = train(model, masks, data, recipe, recipe.rewind_step,
                          _generator(cfg.seed, round_))
-        mistakes = evaluate(model, data)
+        mistakes = evaluate(model, data, recipe.precision)
         kept = int(sum(m.sum() for m in masks))
         last = {"density": density(masks), "test_error": mistakes / data.y_test.numel(),
                 "test_mistakes": mistakes, "n_test": data.y_test.numel(), "train_loss": loss,
@@ -249,16 +249,17 @@ def _worker_batch(cfgs, store_path, device, data_dir):
     return _run_batch(cfgs, store_path, device, data_dir, write=print)
 
 
-def plan(todo: Sequence[RunConfig], status: dict, batch: bool = True,
-         max_batch: int = 64) -> list[list[RunConfig]]:
-    """Jobs for ``todo``: fresh runs of one MLP shape and recipe together (at most
-    ``max_batch`` a job), every other run (other families, resumed runs) alone."""
+def plan(todo: Sequence[RunConfig], status: dict, batch: bool = True, max_batch: int = 64,
+         device: str = "cpu") -> list[list[RunConfig]]:
+    """Jobs for ``todo``: fresh runs of one shape and recipe together (at most ``max_batch``
+    a job) where :func:`bayes_prune.batched.batchable` says so on ``device`` (MLPs; CNNs and
+    ResNets on CUDA), every other run (other families, resumed runs) alone."""
     from .batched import batchable, group_key
 
     jobs: list[list[RunConfig]] = []
     groups: dict[tuple, list[RunConfig]] = {}
     for c in todo:
-        if batch and batchable(c) and c.run_id not in status:
+        if batch and batchable(c, device) and c.run_id not in status:
             groups.setdefault(group_key(c), []).append(c)
         else:
             jobs.append([c])
@@ -271,7 +272,8 @@ def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
              workers: int = 1, data_dir: str | None = None,
              batch: bool = True) -> list[tuple[RunConfig, str]]:
     """Run every config not yet done, in ``workers`` processes; return the failures. With
-    ``batch``, fresh MLP runs of one shape train together (:mod:`bayes_prune.batched`)."""
+    ``batch``, fresh runs of one shape train together (:mod:`bayes_prune.batched`): MLPs,
+    and on CUDA also CNNs and ResNets."""
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
@@ -281,7 +283,7 @@ def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
     todo = [c for c in runs if status.get(c.run_id) != "done"]
     failures = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run")
-    jobs = plan(todo, status, batch)
+    jobs = plan(todo, status, batch, device=device)
     if workers <= 1:
         for job in jobs:
             if len(job) == 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -9,7 +11,7 @@ from .errors import UserError
 from .families import CNN_KERNEL, check, cnn_stages
 from .tasks import task_info
 
-__all__ = ["build_model", "prunable", "count_params"]
+__all__ = ["build_model", "prunable", "count_params", "widen", "GroupLinear"]
 
 
 def _mlp(d_in: int, depth: int, width: int, n_out: int) -> nn.Module:
@@ -84,7 +86,7 @@ def build_model(arch: str, task: str, depth: int, width: int) -> nn.Module:
 def prunable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """``(name, weight)`` of every Linear and Conv layer: what IMP prunes. Biases and norm
     layers are never in it."""
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, GroupLinear)
     return [(f"{name}.weight", m.weight) for name, m in model.named_modules()
             if isinstance(m, kinds)]
 
@@ -93,3 +95,63 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     """``(total, prunable)`` parameter counts of ``model``."""
     return (sum(p.numel() for p in model.parameters()),
             sum(p.numel() for _, p in prunable(model)))
+
+
+# ----------------------------------------------------------- K networks side by side
+
+class GroupLinear(nn.Module):
+    """K Linear layers applied member by member: ``(B, K, in)`` -> ``(B, K, out)``; weights
+    ``(K, out, in)``, biases ``(K, out)``."""
+
+    def __init__(self, members: int, d_in: int, d_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, d_out, d_in))
+        self.bias = nn.Parameter(torch.empty(members, d_out))
+
+    def forward(self, x):
+        return torch.einsum("bki,koi->bko", x, self.weight) + self.bias
+
+
+class _GroupFlatten(nn.Module):
+    """``(B, K * C, ...)`` -> ``(B, K, C * ...)``: each member's maps flattened as its solo
+    model's ``nn.Flatten`` does (channel-major)."""
+
+    def __init__(self, members: int):
+        super().__init__()
+        self.members = members
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], self.members, -1)
+
+
+def widen(model: nn.Module, members: int) -> nn.Module:
+    """A CNN or ResNet of :func:`build_model` as ``members`` networks side by side in one.
+
+    Every convolution gets ``members`` times its channels in ``members`` groups, and every
+    BatchNorm ``members`` times its channels: BatchNorm, ReLU, pooling and the residual sum act
+    channel by channel, so member k is channels ``[k C, (k + 1) C)`` of every layer and sees
+    only its own inputs, statistics included. The read-out is a :class:`GroupLinear`. Input
+    ``(B, members * C_in, H, W)`` -> logits ``(B, members, classes)``. The parameters are
+    uninitialised: load the members' weights (:class:`bayes_prune.batched.Grouped`)."""
+    def wide(m: nn.Module) -> nn.Module:
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            return type(m)(m.in_channels * members, m.out_channels * members, m.kernel_size,
+                           m.stride, m.padding, groups=m.groups * members,
+                           bias=m.bias is not None)
+        if isinstance(m, nn.BatchNorm2d):
+            return nn.BatchNorm2d(m.num_features * members, m.eps, m.momentum)
+        if isinstance(m, nn.Linear):
+            return GroupLinear(members, m.in_features, m.out_features)
+        if isinstance(m, nn.Flatten):
+            return _GroupFlatten(members)
+        if isinstance(m, (nn.Sequential, _Block)):
+            for name, child in m.named_children():
+                setattr(m, name, wide(child))
+            return m
+        if isinstance(m, (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
+            return m
+        raise TypeError(f"no side-by-side form for {type(m).__name__}")
+
+    out = wide(copy.deepcopy(model))
+    is_2d = any(isinstance(m, nn.Conv2d) for m in out.modules())
+    return out.to(memory_format=torch.channels_last) if is_2d else out

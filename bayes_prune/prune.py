@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["magnitude_prune", "density"]
+__all__ = ["magnitude_prune", "density", "apply_masks"]
 
 
 def magnitude_prune(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
@@ -41,3 +41,15 @@ def magnitude_prune(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tenso
 def density(masks: Sequence[torch.Tensor]) -> float:
     """Fraction of prunable weights left."""
     return float(sum(m.sum() for m in masks) / sum(m.numel() for m in masks))
+
+
+@torch.no_grad()
+def apply_masks(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+    """Zero the pruned weights in place: ``weights[i] *= masks[i]`` for every layer at once.
+
+    One fused multiply over all layers (``torch._foreach_mul_``) instead of a Python loop of
+    one kernel per layer: a ResNet-56 has 57 prunable layers, and on a GPU each launch costs
+    about as much as the multiply itself. Shapes of ``weights[i]`` and ``masks[i]`` match.
+    """
+    if weights:
+        torch._foreach_mul_(list(weights), list(masks))

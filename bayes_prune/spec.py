@@ -47,7 +47,8 @@ class Recipe:
     lr: float = _f(2e-3, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum (ignored by adam)")
     weight_decay: float = _f(0.0, "L2 weight decay")
-    schedule: str = _f("cosine", "'cosine' (decay to 0 at `steps`) or 'constant'")
+    schedule: str = _f("cosine", "'cosine' (decay to 0 at `steps`), 'constant', or 'step' "
+                                 "(x0.1 at 1/2 and at 3/4 of `steps`: epochs 80 and 120 of 160)")
     warmup: int = _f(0, "linear warm-up steps")
     batch_size: int = _f(128, "minibatch size")
     steps: int = _f(2000, "training steps T of every round")
@@ -55,11 +56,20 @@ class Recipe:
     prune_fraction: float = _f(0.2, "fraction of the remaining prunable weights cut per round")
     stop_within: float = _f(0.1, "stop once test error is within this relative distance of "
                                  "random guessing")
+    nesterov: bool = _f(True, "SGD with Nesterov momentum (ignored by adam); false: the "
+                              "heavy-ball momentum of the pruning papers' CIFAR recipe")
+    augment: str = _f("none", "'none' or 'flip_crop' (images only: random 32x32 crop of the "
+                              "4-pixel-padded image and a left-right flip, done on the device)")
+    precision: str = _f("auto", "'auto' (bf16 autocast on a CUDA GPU that has it, else fp32), "
+                                "'fp32' or 'bf16' (autocast on any device)")
+    compile: bool = _f(False, "torch.compile the forward and backward pass (pays a compile "
+                              "of tens of seconds once per process; pays off on long runs)")
 
     def __post_init__(self):
         rules = [
             ("optimizer", self.optimizer in ("adam", "sgd"), "'adam' or 'sgd'"),
-            ("schedule", self.schedule in ("cosine", "constant"), "'cosine' or 'constant'"),
+            ("schedule", self.schedule in ("cosine", "constant", "step"),
+             "'cosine', 'constant' or 'step'"),
             ("lr", self.lr > 0, "a positive number"),
             ("batch_size", self.batch_size > 0, "a positive integer"),
             ("steps", self.steps > 0, "a positive integer"),
@@ -67,6 +77,9 @@ class Recipe:
             ("prune_fraction", 0 < self.prune_fraction < 1, "in (0, 1)"),
             ("stop_within", 0 <= self.stop_within < 1, "in [0, 1)"),
             ("warmup", 0 <= self.warmup < self.steps, "in [0, steps)"),
+            ("augment", self.augment in ("none", "flip_crop"), "'none' or 'flip_crop'"),
+            ("precision", self.precision in ("auto", "fp32", "bf16"),
+             "'auto', 'fp32' or 'bf16'"),
         ]
         for name, ok, expected in rules:
             if not ok:
@@ -173,6 +186,10 @@ def load_spec(path: str | Path) -> GridSpec:
             check_arch(raw["arch"], depth, width)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+    if recipe.augment != "none" and len(task_info(raw["task"]).input_shape) != 3:
+        raise UserError(f"{path}: recipe.augment = {recipe.augment!r} needs images; task "
+                        f"{raw['task']!r} has inputs of shape "
+                        f"{task_info(raw['task']).input_shape}")
     pool = task_info(raw["task"]).train_pool
     if max(lists["n_trains"]) > pool:
         raise UserError(f"{path}: field 'n_trains': {max(lists['n_trains'])} exceeds the "

@@ -1,5 +1,8 @@
-"""A batch of same-shape MLP runs reproduces each member's solo run (bayes_prune.batched)."""
+"""A batch of same-shape runs reproduces each member's solo run (bayes_prune.batched)."""
 
+import copy
+
+import pytest
 import torch
 
 from bayes_prune.batched import run_batched
@@ -55,3 +58,41 @@ def test_plan_batches_fresh_mlp_runs_only():
     jobs = plan(cfgs + [cnn], status={cfgs[2].run_id: "running"})
     sizes = sorted(len(j) for j in jobs)
     assert sizes == [1, 1, 2]  # the cnn and the resumed run alone, two fresh MLPs together
+
+
+@pytest.mark.parametrize("arch, depth, width", [("resnet", 8, 4), ("cnn", 2, 4)])
+def test_grouped_members_equal_their_solo_runs(tmp_path, arch, depth, width):
+    # CNNs and ResNets batch as grouped convolutions (on CUDA by default; run here on the CPU)
+    recipe = Recipe(lr=0.01, steps=12, rewind_step=3, batch_size=32, augment="flip_crop",
+                    optimizer="sgd", weight_decay=1e-4)
+    cfgs = [RunConfig("digits", arch, depth, width, n, s, 1, recipe)
+            for n, s in ((300, 0), (500, 1), (300, 2))]
+    saved = {}
+    for name, runner in (("solo", lambda s: [run_imp(c, s) for c in cfgs]),
+                         ("batch", lambda s: run_batched(cfgs, s))):
+        store = Store(tmp_path / f"{name}.sqlite")
+        orig = store.save_checkpoint
+
+        def spy(rid, state, name=name, orig=orig):  # a copy: solo states are live tensors
+            saved.setdefault(name, {}).setdefault(rid, []).append(copy.deepcopy(state))
+            orig(rid, state)
+        store.save_checkpoint = spy
+        runner(store)
+    for c in cfgs:
+        for a, b in zip(saved["solo"][c.run_id], saved["batch"][c.run_id], strict=True):
+            assert a["values"]["density"] == b["values"]["density"]
+            assert abs(a["values"]["test_mistakes"] - b["values"]["test_mistakes"]) <= 2
+            for m, n in zip(a["masks"], b["masks"], strict=True):
+                assert torch.equal(m, n)
+            assert a["trained"].keys() == b["trained"].keys()  # BatchNorm statistics too
+            for k in a["trained"]:
+                torch.testing.assert_close(b["trained"][k], a["trained"][k], atol=1e-4,
+                                           rtol=1e-3, msg=k)
+                torch.testing.assert_close(b["rewind"][k], a["rewind"][k], atol=1e-5,
+                                           rtol=1e-4, msg=k)
+
+
+def test_plan_batches_cnn_and_resnet_on_cuda_only():
+    cnn = [RunConfig("digits", "cnn", 1, 8, 300, s, 2, RECIPE) for s in (0, 1)]
+    assert sorted(len(j) for j in plan(cnn, status={})) == [1, 1]
+    assert sorted(len(j) for j in plan(cnn, status={}, device="cuda")) == [2]

@@ -85,6 +85,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_grid(tmp_path):
     (lambda s: s.replace("lr = 0.01", "lr = -1"), "recipe.lr"),
     (lambda s: s.replace("steps = 120", "stepz = 120"), "unknown recipe field(s) stepz"),
     (lambda s: s + "\n[[[", "not a TOML file"),
+    (lambda s: s.replace('task = "digits"', 'task = "mnist1d"').replace(
+        "lr = 0.01", 'lr = 0.01\naugment = "flip_crop"'), "recipe.augment = 'flip_crop' needs "
+     "images; task 'mnist1d' has inputs of shape (1, 40)"),
+    (lambda s: s.replace("lr = 0.01", 'lr = 0.01\nprecision = "fp16"'),
+     "recipe.precision = 'fp16' must be 'auto', 'fp32' or 'bf16'"),
 ])
 def test_bad_spec_names_the_field_and_leaves_the_store(tmp_path, edit, message):
     spec = tmp_path / "bad.toml"
@@ -103,3 +108,14 @@ def test_export_of_a_missing_store(tmp_path):
                str(tmp_path / "g.csv"))
     assert out.returncode == 2 and "no such store" in out.stderr
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_every_shipped_spec_loads():
+    from pathlib import Path
+
+    from bayes_prune.spec import load_spec
+
+    specs = sorted((Path(__file__).parents[1] / "experiments").glob("*.toml"))
+    assert {"cifar10_resnet_paper", "cifar10_resnet_fast"} <= {p.stem for p in specs}
+    for path in specs:
+        assert load_spec(path).runs()

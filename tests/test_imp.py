@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayes_prune import imp, nets
+from bayes_prune import device, imp, nets
 from bayes_prune.spec import Recipe, RunConfig
 from bayes_prune.store import Store
 from bayes_prune.tasks import load_task
@@ -99,3 +99,90 @@ def test_stops_near_random_guessing(tmp_path):
     grid = _run(tmp_path, cfg=cfg).export()
     last = grid.iloc[-1]
     assert last["round"] < 40 and last["test_error"] >= 0.81
+
+
+# ------------------------------------------------------- the GPU path, exercised on the CPU
+
+def _cifar_format(n=64, seed=0):
+    """Synthetic data in the CIFAR-10 format (32x32x3 uint8 images, 10 classes), standardised
+    as load_task does, as a TaskData."""
+    from bayes_prune.tasks import TaskData, task_info
+
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randint(0, 256, (2 * n, 32, 32, 3), dtype=torch.uint8, generator=g)
+    x = raw.permute(0, 3, 1, 2).float() / 255.0
+    x = (x - x.mean()) / x.std()
+    y = torch.randint(0, 10, (2 * n,), generator=g)
+    return TaskData(task_info("cifar10"), x[:n], y[:n], x[n:], y[n:])
+
+
+def _train_copy(recipe, data, steps_seed=0, arch=("resnet", 8, 4)):
+    torch.manual_seed(0)
+    model = nets.build_model(arch[0], "cifar10", arch[1], arch[2])
+    masks = [torch.ones_like(w) for _, w in nets.prunable(model)]
+    loss = imp.train(model, masks, data, recipe, 0, imp._generator(steps_seed, 0))
+    return model, loss
+
+
+def test_bf16_autocast_runs_bf16_and_agrees_with_fp32():
+    data = _cifar_format()
+    torch.manual_seed(0)
+    model = nets.build_model("resnet", "cifar10", 8, 4).eval()
+    with torch.no_grad():
+        ref = model(data.x_test)
+        with device.autocast(torch.bfloat16, "cpu"):
+            low = model(data.x_test)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), ref, atol=0.05 * float(ref.abs().max()), rtol=0.05)
+    recipe = Recipe(steps=20, rewind_step=1, batch_size=16, lr=0.01, augment="flip_crop")
+    seen = []
+    _, loss32 = _train_copy(recipe, data)
+    torch.manual_seed(0)
+    model = nets.build_model("resnet", "cifar10", 8, 4)
+    model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    masks = [torch.ones_like(w) for _, w in nets.prunable(model)]
+    bf16 = Recipe(**{**recipe.__dict__, "precision": "bf16"})
+    loss16 = imp.train(model, masks, data, bf16, 0, imp._generator(0, 0))
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+    assert abs(loss16 - loss32) < 0.05 * loss32
+    assert device.amp_dtype("auto", "cpu") is None  # CPU grids keep their float32 numbers
+
+
+def test_step_schedule_and_heavy_ball_momentum():
+    r = Recipe(steps=160, lr=0.1, schedule="step", rewind_step=1)
+    assert [imp._lr(r, s) for s in (0, 79, 80, 119, 120, 159)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    opt = imp._optimizer(Recipe(optimizer="sgd", nesterov=False), [torch.zeros(1)])
+    assert opt.param_groups[0]["nesterov"] is False
+
+
+def test_new_recipe_fields_keep_old_run_ids():
+    # ids computed before the fields existed (nesterov, augment, precision, compile)
+    assert CFG.run_id == "798b697f7fe05dbd"
+    assert RunConfig("cifar10", "resnet", 20, 16, 50000, 0, 40, Recipe(
+        optimizer="sgd", lr=0.1, weight_decay=1e-4, steps=62500, rewind_step=2000)
+    ).run_id == "8348b62213941314"
+
+
+def test_augmented_run_is_deterministic_and_masks_hold(tmp_path):
+    cfg = RunConfig("digits", "resnet", 8, 4, 300, 0, 2, Recipe(
+        steps=20, rewind_step=2, batch_size=32, lr=0.01, augment="flip_crop"))
+    a = _run(tmp_path, cfg=cfg, name="a.sqlite").export()
+    b = _run(tmp_path, cfg=cfg, name="b.sqlite").export()
+    assert a["test_mistakes"].tolist() == b["test_mistakes"].tolist()
+    plain = RunConfig(**{**cfg.__dict__, "recipe": Recipe(steps=20, rewind_step=2,
+                                                          batch_size=32, lr=0.01)})
+    assert plain.run_id != cfg.run_id
+
+
+@pytest.mark.slow
+def test_compiled_step_agrees_with_eager():
+    data = _cifar_format(n=32)
+    recipe = Recipe(steps=4, rewind_step=1, batch_size=8, lr=0.01, schedule="constant")
+    eager, loss_e = _train_copy(recipe, data, arch=("cnn", 1, 4))
+    fast, loss_c = _train_copy(Recipe(**{**recipe.__dict__, "compile": True}), data,
+                               arch=("cnn", 1, 4))
+    assert loss_c == pytest.approx(loss_e, rel=1e-4)
+    for (name, p), q in zip(eager.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(q, p, atol=1e-5, rtol=1e-4, msg=name)

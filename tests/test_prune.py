@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayes_prune.prune import density, magnitude_prune
+from bayes_prune.prune import apply_masks, density, magnitude_prune
 
 
 def _weights(seed=0):
@@ -54,3 +54,17 @@ def test_ties_are_broken_deterministically():
     b = magnitude_prune(w, masks, 0.3)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert a[0][:6].sum() == 0 and a[1].sum() == 10
+
+
+def test_apply_masks_matches_the_per_layer_loop():
+    from bayes_prune.nets import build_model, prunable
+
+    torch.manual_seed(0)
+    model = build_model("resnet", "cifar10", 8, 4)
+    weights = [w for _, w in prunable(model)]
+    masks = magnitude_prune(weights, [torch.ones_like(w) for w in weights], 0.5)
+    expected = [w.detach() * m for w, m in zip(weights, masks, strict=True)]
+    apply_masks(weights, masks)
+    for w, e in zip(weights, expected, strict=True):
+        assert torch.equal(w.detach(), e)
+    assert all(w.requires_grad for w in weights)
