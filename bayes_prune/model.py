@@ -136,9 +136,9 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
             for j, k in enumerate(ks):
                 rows[k] = part[j]
         theta = pm.Deterministic("theta", pt.stack(rows).T, dims=("group", "coef"))
-        sigma = pm.LogNormal("sigma", np.log(priors.sigma), 0.5, dims="group")
-        sigma_seed = pm.LogNormal("sigma_seed", np.log(priors.sigma_seed), 0.5, dims="group")
-        tau = pm.LogNormal("tau", np.log(priors.tau), 0.5, dims="group")
+        sigma, sigma_seed, tau = (
+            pm.LogNormal(v, np.log(getattr(priors, v)), priors.noise_sd, dims="group")
+            for v in ("sigma", "sigma_seed", "tau"))
 
         # configurations (integrated out) and their runs' measured dense errors
         rg = runs["group_idx"].to_numpy()

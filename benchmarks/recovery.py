@@ -9,10 +9,16 @@ width 64 (their runs are never shown to the fit), fit the rest, and report
 - the coverage of the held-out points by the 90 % (and 50 %) prediction band;
 - the sampler's diagnostics.
 
-Last line, for scripts: ``inside_law=<x> inside_dense=<x> coverage_90=<x> coverage_50=<x>
-max_rhat=<x> min_ess_bulk=<x> divergences=<n>``.
+Then grids of the shapes real grids come in, cut from one group of the generator-seed-1 grid:
+one width, one n_train, and a single configuration (Eq. 1 for one network). Each is fitted
+alone; reported: its diagnostics, whether every prediction is finite, the in-sample coverage
+of the 90 % prediction band, and whether the true gamma and eps_up (and phi / psi where depth
+/ width vary) lie in their 94 % HDIs.
 
-Usage: python benchmarks/recovery.py [--seeds 1 2 3] [--draws 1000] [--tune 1000]
+Last line, for scripts: ``inside_law=<x> inside_dense=<x> coverage_90=<x> coverage_50=<x>
+max_rhat=<x> min_ess_bulk=<x> divergences=<n> shapes_ok=<n>/<n>``.
+
+Usage: python benchmarks/recovery.py [--seeds 1 2 3] [--draws 1000] [--tune 1000] [--no-shapes]
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--no-shapes", action="store_true", help="skip the degenerate grid shapes")
     args = ap.parse_args()
     truths = default_truths()
     law_in, dense_in, cov90, cov50, rhat, ess, div = [], [], [], [], [], [], 0
@@ -75,9 +82,49 @@ def main() -> None:
               f"coverage 90 % {cov90[-1]:.1%}, 50 % {cov50[-1]:.1%}")
         for m in misses:
             print(f"  outside the 94 % HDI: {m}")
+    shapes = [] if args.no_shapes else degenerate_shapes(args)
     print(f"inside_law={np.mean(law_in):.3f} inside_dense={np.mean(dense_in):.3f} "
           f"coverage_90={np.mean(cov90):.3f} coverage_50={np.mean(cov50):.3f} "
-          f"max_rhat={max(rhat):.3f} min_ess_bulk={min(ess):.0f} divergences={div}")
+          f"max_rhat={max(rhat):.3f} min_ess_bulk={min(ess):.0f} divergences={div} "
+          f"shapes_ok={sum(shapes)}/{len(shapes)}")
+
+
+SHAPES = {"one width": "width == 32", "one n_train": "n_train == 1000",
+          "one configuration": "depth == 3 and width == 32 and n_train == 1000"}
+
+
+def degenerate_shapes(args) -> list[bool]:
+    """Fit each of :data:`SHAPES` (group syn-a/syn-x of the seed-1 grid); one line each; a
+    shape is ok when diagnostics pass, predictions are finite and the checked truths lie in
+    their HDIs."""
+    key = ("syn-a", "syn-x")
+    base = benchmark_grid(1)
+    base = base[(base["arch"] == key[0]) & (base["task"] == key[1])]
+    truth = default_truths()[key].law.as_dict()
+    ok = []
+    for name, query in SHAPES.items():
+        grid = base.query(query).reset_index(drop=True)
+        post = fit(grid, draws=args.draws, tune=args.tune, chains=args.chains, seed=1,
+                   progress=False)
+        draws = post.predict_draws(grid, band="prediction", seed=1)
+        lo, hi = np.quantile(draws, [0.05, 0.95], axis=1)
+        obs = grid["test_error"].to_numpy()
+        nat = post.natural(*key)
+        check = ["gamma", "eps_up"] + [c for c, a in (("phi", "depth"), ("psi", "width"))
+                                       if grid[a].nunique() > 1]
+        inside = {c: bool(hdi(nat[c][None, :], 0.94)[0][0] <= truth[c]
+                          <= hdi(nat[c][None, :], 0.94)[1][0]) for c in check}
+        d = post.diagnostics
+        ok.append(d["ok"] and bool(np.isfinite(draws).all()) and all(inside.values()))
+        ident = post.identification()
+        print(f"{name}: {len(grid)} points; max R-hat {d['max_rhat']:.3f}, min ESS "
+              f"{d['min_ess_bulk']:.0f}, divergences {d['divergences']}; finite "
+              f"{bool(np.isfinite(draws).all())}; in-sample 90 % coverage "
+              f"{np.mean((obs >= lo) & (obs <= hi)):.1%}; truth in 94 % HDI: "
+              + ", ".join(f"{c} {v}" for c, v in inside.items())
+              + "; resting on the prior: "
+              + ", ".join(ident.loc[ident["identified"] == "prior", "coef"]))
+    return ok
 
 
 if __name__ == "__main__":
