@@ -591,6 +591,12 @@ def _add_evaluate(sub) -> None:
                      help="held-out grid(s) (e.g. an extrapolation set); GRID is all fitted")
     how.add_argument("--split", metavar="params<=X",
                      help="fit the configurations with at most X weights, hold out the rest")
+    how.add_argument("--leave-configs-out", type=int, metavar="K",
+                     help="interpolation: hold out K interior configurations per group (between "
+                          "trained ones on every axis with 3+ values), drawn with --seed")
+    p.add_argument("--leave-group-out", action="store_true",
+                   help="with --holdout: for each held-out group, fit GRID plus the other "
+                        "groups' held-out rows and predict its own (what a new group sees)")
     p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
                    default=["bayes", "lsq", "bootstrap"], help="methods (default: all three)")
     p.add_argument("--draws", type=int, default=1000,
@@ -611,14 +617,19 @@ def _add_evaluate(sub) -> None:
 def _run_evaluate(args) -> None:
     from . import evaluate
 
+    if args.leave_group_out and not args.holdout:
+        raise UserError("--leave-group-out needs --holdout (the groups' held-out sets)")
     grid = _read_grids(args.grid)
     if args.split:
         fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
+    elif args.leave_configs_out is not None:
+        fit_grid, held = evaluate.interior_configs(grid, args.leave_configs_out, args.seed)
     else:
         fit_grid, held = grid, _read_grids(args.holdout)
-    rows = evaluate.evaluate(fit_grid, held, methods=args.methods, n_boot=args.n_boot,
-                             seed=args.seed, draws=args.draws, tune=args.tune,
-                             chains=args.chains, progress=False, **_variants(args))
+    run = evaluate.leave_group_out if args.leave_group_out else evaluate.evaluate
+    rows = run(fit_grid, held, methods=args.methods, n_boot=args.n_boot, seed=args.seed,
+               draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
+               **_variants(args))
     if args.json:
         print(json.dumps(rows, indent=1, default=_plain))
         return

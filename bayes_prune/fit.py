@@ -24,8 +24,8 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .coords import layout  # noqa: E402
+from .discrepancy import extrapolation_discrepancy  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .evaluate import extrapolation_discrepancy  # noqa: E402
 from .model import (  # noqa: E402
     Priors,
     build_model,
@@ -93,7 +93,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` are the law's variants
     (:mod:`bayes_prune.coords`).
     ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
-    least-squares splits of the grid (:func:`bayes_prune.evaluate.extrapolation_discrepancy`,
+    least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
     """
     lay = layout(grid)

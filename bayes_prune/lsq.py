@@ -26,7 +26,8 @@ from .errors import UserError
 from .grid import GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw, log_dense_error, log_error
 
-__all__ = ["LsqFit", "observed_errors", "run_dense_errors", "fit_group", "fit", "fit_dense"]
+__all__ = ["LsqFit", "observed_errors", "run_dense_errors", "fit_group", "fit", "fit_dense",
+           "fit_joint_and_dense"]
 
 FORMS = ("single", "joint")
 NETWORK_KEY = GROUP_KEY + ["depth", "width", "n_train"]  # one network of the single form
@@ -130,6 +131,11 @@ def fit(grid: pd.DataFrame, form: str = "joint") -> list[LsqFit]:
         raise UserError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     keys = GROUP_KEY if form == "joint" else NETWORK_KEY
     return [fit_group(g, form) for _, g in grid.groupby(keys, sort=True)]
+
+
+def fit_joint_and_dense(df: pd.DataFrame) -> tuple[LsqFit, DenseLaw]:
+    """One group's joint law (:func:`fit_group`) and dense envelope (:func:`fit_dense`)."""
+    return fit_group(df, "joint"), fit_dense(df)
 
 
 # Dense-envelope fit, in the parametrisation (log a, alpha, log b, beta, log c_inf, log eta).

@@ -18,7 +18,7 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
 - extrapolation: a configuration deeper, wider or with more data than its group's grid also
   gets a model-discrepancy offset of its log dense error and of its log invariant, growing
   with its log distance outside the grid, at the rate the law missed by in nested
-  extrapolations inside the grid (:func:`bayes_prune.evaluate.extrapolation_discrepancy`,
+  extrapolations inside the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
   stored by ``fit``; both bands).
 """
 
@@ -357,7 +357,7 @@ class Posterior:
         grid: normal with sd ``sqrt(sum_a (k_a d_a)^2)`` over the axes ``a`` of the stored
         rates (depth, width, n_train), ``d_a`` the log excess over the grid's largest value and
         ``k_a`` the rate in ``sd_dense`` or ``sd_invariant``
-        (:func:`bayes_prune.evaluate.extrapolation_discrepancy`). ``None`` if none is outside
+        (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`). ``None`` if none is outside
         (or the fit was made without the discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info:

@@ -121,3 +121,33 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
     for v in evaluate.extrapolation_discrepancy(tiny).values():
         assert v["splits"] == 0
         assert set(v["sd_dense"].values()) == set(v["sd_invariant"].values()) == {0.0}
+
+
+def test_interior_configurations_are_held_out_between_trained_ones():
+    grid = simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
+                         seeds=(0,), rel_noise=0.03)
+    fit, held = evaluate.interior_configs(grid, 2, seed=1)
+    keys = ["arch", "task", "depth", "width", "n_train"]
+    cfg = held[keys].drop_duplicates()
+    assert len(cfg) == 2 * grid.groupby(["arch", "task"]).ngroups
+    assert set(cfg["depth"]) == {3} and set(cfg["width"]) <= {32, 64}  # n_train: 2 values
+    assert fit.merge(cfg, on=keys).empty and len(fit) + len(held) == len(grid)
+    with pytest.raises(UserError, match="interior configuration"):
+        evaluate.interior_configs(grid, 20)
+
+
+def test_leave_group_out_fits_on_the_other_groups_held_out_rows(split, monkeypatch):
+    fit, held = split
+    seen = []
+
+    def spy(fit_grid, holdout, **kw):
+        seen.append((len(fit_grid), holdout.groupby(["arch", "task"]).ngroups))
+        return [{"arch": a, "task": t, "method": "lsq"} for a, t in
+                holdout[["arch", "task"]].drop_duplicates().itertuples(index=False)]
+
+    monkeypatch.setattr(evaluate, "evaluate", spy)
+    rows = evaluate.leave_group_out(fit, held, methods=("lsq",))
+    assert len(rows) == 4 and {r["arch"] + r["task"] for r in rows} == {
+        a + t for a, t in held[["arch", "task"]].drop_duplicates().itertuples(index=False)}
+    # each fit sees the fitting grid plus three quarters of the held-out rows
+    assert all(n == len(fit) + 3 * len(held) // 4 and g == 1 for n, g in seen)
