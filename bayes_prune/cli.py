@@ -631,7 +631,11 @@ def _add_grid(sub) -> None:
     gsub = p.add_subparsers(title="grid commands", metavar="ACTION", required=True)
     run = gsub.add_parser("run", help="run every run of SPEC that is not done yet",
                           description="Run (or resume) every IMP run of SPEC; safe to kill "
-                                      "and re-run at any time.")
+                                      "and re-run at any time. Several `grid run` may share one "
+                                      "store (on one machine, or on several sharing the file "
+                                      "system): each run is claimed by one process; runs that "
+                                      "another live process holds are waited for, and taken "
+                                      "over when it dies. Small nets train on one thread.")
     run.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file (see experiments/)")
     run.add_argument("--store", default=DEFAULT_STORE,
                      help=f"SQLite results store (default: {DEFAULT_STORE})")
@@ -662,7 +666,8 @@ def _add_grid(sub) -> None:
                           "transient I/O error, resuming from its last stored round; then it "
                           "is marked failed (default: 3)")
     run.set_defaults(func=_run_grid_run)
-    status = gsub.add_parser("status", help="done / running / left per group of SPEC")
+    status = gsub.add_parser("status", help="done / running / left per group of SPEC, and "
+                                             "which process (pid, host, start) runs what")
     status.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file")
     status.add_argument("--store", default=DEFAULT_STORE,
                         help=f"SQLite results store (default: {DEFAULT_STORE})")
@@ -702,6 +707,7 @@ def _run_grid_run(args) -> None:
 
 
 def _run_grid_status(args) -> None:
+    import time
     from pathlib import Path
 
     from .spec import load_spec
@@ -709,16 +715,26 @@ def _run_grid_status(args) -> None:
 
     spec = load_spec(args.spec)
     runs = spec.runs()
-    status = Store(args.store).statuses() if Path(args.store).is_file() else {}
+    status, holders = {}, {}
+    if Path(args.store).exists():
+        store = Store(args.store, create=False)
+        status, holders = store.statuses(), store.holders()
+        store.close()
     counts = {s: sum(status.get(c.run_id) == s for c in runs) for s in ("done", "running",
                                                                         "failed")}
     left = len(runs) - sum(counts.values())
     print(f"{spec.arch}/{spec.task} ({spec.name}): {counts['done']} done, {counts['running']} "
           f"running or interrupted, {counts['failed']} failed, {left} left of {len(runs)}")
     for cfg in runs:
+        what = f"{cfg.run_id} depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} " \
+               f"seed={cfg.seed}"
         if status.get(cfg.run_id) == "failed":
-            print(f"  failed: {cfg.run_id} depth={cfg.depth} width={cfg.width} "
-                  f"n_train={cfg.n_train} seed={cfg.seed}")
+            print(f"  failed: {what}")
+        elif cfg.run_id in holders:
+            writer, beat, live = holders[cfg.run_id]
+            age = f", last heartbeat {time.time() - beat:.0f} s ago" if beat else ""
+            print(f"  {'running' if live else 'interrupted'}: {what} by {writer.describe()}{age}"
+                  + ("" if live else " (that writer is gone: the next `grid run` resumes it)"))
 
 
 def _run_grid_export(args) -> None:
