@@ -160,6 +160,9 @@ def _run_demo(args) -> None:
     print(f"2/4 fitting {len(both)} points ({len(grid)} from the demo runs, the rest from "
           f"{len(refs)} reference grid(s): {', '.join(p.name for p in refs) or 'none found'})")
     post = fit(both, draws=args.draws, tune=args.tune, source=str(out / "fitted.csv"))
+    from .workers import sweep
+
+    sweep(out / "posterior.nc")
     post.save(out / "posterior.nc")
     d = post.diagnostics
     print(f"   {post.meta['settings']['seconds']:.0f} s; max R-hat {d['max_rhat']:.3f}, min ESS "
@@ -276,6 +279,9 @@ def _run_fit(args) -> None:
                chains=args.chains, seed=args.seed, cores=args.cores,
                likelihood=args.likelihood, priors=priors, **_variants(args),
                log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid))
+    from .workers import sweep
+
+    sweep(out)  # temp files of fits killed before their rename
     post.save(out)
     d, s = post.diagnostics, post.meta["settings"]
     print(f"fitted {len(grid)} points, {len(post.groups)} group(s) with {s['sampler']} in "

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .errors import UserError
 from .tasks import random_error as _registry_random_error
+from .workers import sweep, temp_beside
 
 __all__ = [
     "COLUMNS",
@@ -170,19 +171,24 @@ def read_grid(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_grid(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Validate ``df`` and write it to ``.csv`` or ``.parquet`` atomically (tmp, then rename):
-    a failed write leaves an existing file as it was."""
+    """Validate ``df`` and write it to ``.csv`` or ``.parquet`` atomically (this writer's temp
+    file, then rename): a failed write leaves an existing file as it was, and temp files that
+    killed writers left beside ``path`` are removed (:func:`bayes_prune.workers.sweep`)."""
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise UserError(f"{path}: unknown grid format {path.suffix!r}; use .csv or .parquet")
     out = validate(df, source=str(path))
     cols = list(COLUMNS) + [c for c in out.columns if c not in COLUMNS]
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".csv":
-        out[cols].to_csv(tmp, index=False)
-    else:
-        out[cols].to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    sweep(path)
+    tmp = temp_beside(path)
+    try:
+        if path.suffix == ".csv":
+            out[cols].to_csv(tmp, index=False)
+        else:
+            out[cols].to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,5 +1,5 @@
-"""Who trains: this process as a writer of a shared store, worker processes that die with their
-driver, and how many intra-op threads a job gets.
+"""Who writes: this process as a writer of a shared store and of output files, worker processes
+that die with their driver, and how many intra-op threads a job gets.
 
 No torch here: a worker process imports this module first (it is its pool initializer), so the
 death signal is set before torch, the data or any run is loaded.
@@ -11,6 +11,9 @@ death signal is set before torch, the data or any run is loaded.
 - :func:`die_with_parent` (Linux): the kernel kills a worker the moment its driver dies, and a
   worker whose driver died before the signal was set exits at once. :func:`check_parent`, called
   before every commit, is the second line: a worker never commits for a driver that is gone.
+- :func:`temp_beside` names a writer's temporary file beside an output (hidden, named after the
+  writer, ending in ``.tmp``: never taken for the output, never renamed by another writer);
+  :func:`sweep` removes those of writers that are gone, on the next write of that output.
 - :func:`threads_for`: one intra-op thread for a small net (its step is too short to split, and
   extra threads only fight other processes for the cores), more only for a big one, never more
   than the cores divided among the workers.
@@ -22,9 +25,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from math import prod
+from pathlib import Path
 
-__all__ = ["Writer", "alive", "die_with_parent", "check_parent", "threads_for", "cores"]
+__all__ = ["Writer", "alive", "die_with_parent", "check_parent", "threads_for", "cores",
+           "temp_beside", "sweep"]
 
 # Below this many multiply-adds per training step, a second thread costs more than it gives:
 # measured on 2 cores, a width-128 MLP step (3e6 MACs at batch 128) was slower at 2 threads
@@ -81,6 +87,44 @@ def alive(writer: Writer) -> bool | None:
         return abs(started - writer.started) < 0.05  # else the pid was reused
     try:
         os.kill(writer.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_beside(path: Path) -> Path:
+    """This writer's temporary file for ``path``: ``.<name>.<host>-<pid>.tmp`` beside it."""
+    return path.with_name(f".{path.name}.{Writer.current().tag}.tmp")
+
+
+UNNAMED_TEMP_AGE = 600.0  # seconds after which a ``.<name>.tmp`` of no named writer is stale
+
+
+def sweep(path: Path) -> list[Path]:
+    """Remove the temporary files beside ``path`` that writers now gone left behind (killed
+    before their rename): those of dead processes of this host, and unnamed ones older than
+    :data:`UNNAMED_TEMP_AGE`. Returns what was removed."""
+    here, gone = socket.gethostname(), []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*tmp"):
+        middle = tmp.name[len(path.name) + 2:-len(".tmp")]
+        host, _, pid = middle.rpartition("-")
+        if middle == "":
+            stale = time.time() - tmp.stat().st_mtime > UNNAMED_TEMP_AGE
+        elif pid.isdigit() and host == here.replace("/", "_"):
+            stale = _start_time(int(pid)) is None and not _pid_exists(int(pid))
+        else:
+            continue  # another host's writer, or not ours at all
+        if stale:
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
