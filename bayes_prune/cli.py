@@ -46,8 +46,11 @@ def _add_lsq(sub) -> None:
 def _run_lsq(args) -> None:
     from . import lsq
     from .grid import read_grid
+    from .inputs import check_least_squares
 
-    fits = lsq.fit(read_grid(args.grid), form=args.form)
+    grid = read_grid(args.grid)
+    check_least_squares(grid, args.grid, args.form)
+    fits = lsq.fit(grid, form=args.form)
     rows = [f.to_json() for f in fits]
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -378,10 +381,12 @@ _EXTRAPOLATION_CAVEAT = ("on the reference extrapolation sets such 90 % bands co
 
 
 def _run_query(args) -> None:
+    from .inputs import check_query_rows
     from .posterior import NEVER_FITTED, Posterior
 
+    rows = check_query_rows(_query_rows(args), args.from_csv)
     post = Posterior.load(args.posterior)
-    table = post.summary(_query_rows(args), level=args.level, band=args.band, below=args.below)
+    table = post.summary(rows, level=args.level, band=args.band, below=args.below)
     out = ~table["beyond"].isin(("", NEVER_FITTED))
     if out.any():
         disc = "with" if post.meta.get("discrepancy") else "WITHOUT (fit --no-discrepancy)"
@@ -432,10 +437,13 @@ def _run_design(args) -> None:
     post = Posterior.load(args.posterior)
     cand = None
     if args.candidates:
+        from .inputs import check_query_rows
+
         try:
             cand = pd.read_csv(args.candidates)
         except (OSError, ValueError) as exc:
             raise UserError(f"--candidates {args.candidates}: {exc}") from None
+        cand = check_query_rows(cand, args.candidates)
     best = post.design(args.target_error, args.prob, cand, band=args.band).head(args.top)
     cols = ["arch", "task", "depth", "width", "n_train", "density", "params_total",
             "params_nonzero", "p_meets", "median"]
@@ -535,9 +543,13 @@ def _add_compare(sub) -> None:
 
 
 def _run_compare(args) -> None:
+    from .inputs import check_pair
     from .posterior import Posterior
 
-    res = Posterior.load(args.posterior).compare(args.coef, args.a, args.b, args.level)
+    post = Posterior.load(args.posterior)
+    for option, pair in (("--a", args.a), ("--b", args.b)):
+        check_pair(pair, post.archs, post.tasks, option)
+    res = post.compare(args.coef, args.a, args.b, args.level)
     if args.json:
         print(json.dumps(res, indent=1))
         return
@@ -603,12 +615,18 @@ def _add_evaluate(sub) -> None:
 
 def _run_evaluate(args) -> None:
     from . import evaluate
+    from .inputs import check_least_squares, least_squares_groups
 
     grid = _read_grids(args.grid)
     if args.split:
         fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
+        fit_source = held_source = f"{' + '.join(args.grid)} (--split {args.split})"
     else:
         fit_grid, held = grid, _read_grids(args.holdout)
+        fit_source, held_source = " + ".join(args.grid), " + ".join(args.holdout)
+    if {"lsq", "bootstrap"} & set(args.methods):
+        check_least_squares(fit_grid, fit_source)
+        check_least_squares(held, held_source, form="single")
     rows = evaluate.evaluate(fit_grid, held, methods=args.methods, n_boot=args.n_boot,
                              seed=args.seed, draws=args.draws, tune=args.tune,
                              chains=args.chains, progress=False, **_variants(args))
@@ -619,9 +637,14 @@ def _run_evaluate(args) -> None:
 
     print(f"fitted {len(fit_grid)} points, held out {len(held)}")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print("\nfit quality of the paper's least squares on the fitting set:")
-    print(evaluate.fit_quality(fit_grid).to_string(index=False,
-                                                   float_format=lambda x: f"{x:.4g}"))
+    fittable, refused = least_squares_groups(fit_grid)
+    if fittable:
+        print("\nfit quality of the paper's least squares on the fitting set:")
+        keep = fit_grid.set_index(["arch", "task"]).index.isin(fittable)
+        print(evaluate.fit_quality(fit_grid[keep]).to_string(
+            index=False, float_format=lambda x: f"{x:.4g}"))
+    for text in refused:
+        print(f"(no least-squares fit quality for {text}: too few shapes)")
 
 
 DEFAULT_STORE = "runs/bayes_prune.sqlite"
