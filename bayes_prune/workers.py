@@ -39,10 +39,14 @@ PARALLEL_WORK = 5e7
 
 
 def _start_time(pid: int) -> float | None:
-    """Start time of process ``pid`` in seconds since the epoch (Linux /proc), else None."""
+    """Start time of process ``pid`` in seconds since the epoch (Linux /proc); None when it is
+    not running (or there is no /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):  # exited, not yet reaped: no longer a writer
+            return None
+        ticks = int(fields[19])
         with open("/proc/stat") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
     except (OSError, ValueError, IndexError, StopIteration):
@@ -74,6 +78,7 @@ class Writer:
         return f"pid {self.pid} on {self.host}, started {since}"
 
 
+_PROC = os.path.isdir("/proc/self")  # Linux: a process's state and start time are readable
 _IMPORTED = round(time.time(), 2)  # where /proc is missing: this process's start, near enough
 
 
@@ -82,16 +87,10 @@ def alive(writer: Writer) -> bool | None:
     one on another host."""
     if writer.host != socket.gethostname():
         return None
-    started = _start_time(writer.pid)
-    if started is not None:
-        return abs(started - writer.started) < 0.05  # else the pid was reused
-    try:
-        os.kill(writer.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    if _PROC:
+        started = _start_time(writer.pid)
+        return started is not None and abs(started - writer.started) < 0.05  # else reused pid
+    return _pid_exists(writer.pid)
 
 
 def temp_beside(path: Path) -> Path:
@@ -113,7 +112,7 @@ def sweep(path: Path) -> list[Path]:
         if middle == "":
             stale = time.time() - tmp.stat().st_mtime > UNNAMED_TEMP_AGE
         elif pid.isdigit() and host == here.replace("/", "_"):
-            stale = _start_time(int(pid)) is None and not _pid_exists(int(pid))
+            stale = _start_time(int(pid)) is None if _PROC else not _pid_exists(int(pid))
         else:
             continue  # another host's writer, or not ours at all
         if stale:

@@ -84,3 +84,36 @@ def test_what_is_not_a_store_is_refused_and_left_alone(tmp_path, make, message):
             Store(path, create=create)
     assert (path.read_bytes() if path.is_file() else None) == before
     assert sorted(os.listdir(tmp_path)) == ["x.sqlite"]
+
+
+def test_status_names_who_runs_what_and_who_is_gone(tmp_path, capsys):
+    import signal
+    import time
+
+    from bayes_prune.cli import main
+    from bayes_prune.spec import load_spec
+
+    spec = tmp_path / "g.toml"
+    spec.write_text('task = "digits"\narch = "mlp"\ndepths = [1]\nwidths = [8]\n'
+                    'n_trains = [300]\nseeds = [0]\nrounds = 3\n')
+    cfg = load_spec(spec).runs()[0]
+    path = tmp_path / "s.sqlite"
+    Store(path).claim(cfg, "cpu", "t")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        db = sqlite3.connect(path)
+        with db:
+            db.execute("UPDATE runs SET owner_pid=?, owner_started=?", (other.pid,
+                                                                        _start_time(other.pid)))
+        db.close()
+        assert main(["grid", "status", str(spec), "--store", str(path)]) == 0
+        assert f"running: {cfg.run_id} depth=1 width=8 n_train=300 seed=0 by pid {other.pid} " \
+            in capsys.readouterr().out
+        os.kill(other.pid, signal.SIGKILL)  # not reaped yet: a zombie is no writer either
+        while open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        assert main(["grid", "status", str(spec), "--store", str(path)]) == 0
+        assert f"interrupted: {cfg.run_id}" in capsys.readouterr().out
+    finally:
+        other.kill()
+        other.wait()
