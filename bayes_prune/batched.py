@@ -42,7 +42,7 @@ from .imp import EVAL_BATCH, _finished, _generator, _lr, _optimizer
 from .nets import build_model, count_params, prunable, widen
 from .prune import apply_masks, density, magnitude_prune
 from .spec import Recipe, RunConfig
-from .store import Store
+from .store import Held, Store
 from .tasks import load_task, task_info
 
 __all__ = ["batchable", "group_key", "run_batched"]
@@ -241,8 +241,9 @@ def run_batched(cfgs: Sequence[RunConfig], store: Store, device: str = "cpu",
         n_max, *d.x_train.shape[1:]) for d, n in zip(datas, ns, strict=True)])
     ys = torch.stack([F.pad(d.y_train, (0, n_max - n)) for d, n in zip(datas, ns, strict=True)])
     x_test, y_test, n_test = datas[0].x_test, datas[0].y_test, datas[0].y_test.numel()
-    for c in cfgs:
-        store.start(c, device, __version__)
+    for c in cfgs:  # claimed already when called from run_grid; then no second attempt
+        if not store.claim(c, device, __version__):
+            raise Held(f"run {c.run_id} is done or held by another writer of {store.path}")
     active = list(range(len(cfgs)))  # indices into cfgs, in batch order
     masks = [torch.ones_like(w) for w in net.weights]
     rewind: list[dict] = []  # each member's solo state dict at the rewind step (W_k)

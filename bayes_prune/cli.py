@@ -46,8 +46,11 @@ def _add_lsq(sub) -> None:
 def _run_lsq(args) -> None:
     from . import lsq
     from .grid import read_grid
+    from .inputs import check_least_squares
 
-    fits = lsq.fit(read_grid(args.grid), form=args.form)
+    grid = read_grid(args.grid)
+    check_least_squares(grid, args.grid, args.form)
+    fits = lsq.fit(grid, form=args.form)
     rows = [f.to_json() for f in fits]
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -160,6 +163,9 @@ def _run_demo(args) -> None:
     print(f"2/4 fitting {len(both)} points ({len(grid)} from the demo runs, the rest from "
           f"{len(refs)} reference grid(s): {', '.join(p.name for p in refs) or 'none found'})")
     post = fit(both, draws=args.draws, tune=args.tune, source=str(out / "fitted.csv"))
+    from .workers import sweep
+
+    sweep(out / "posterior.nc")
     post.save(out / "posterior.nc")
     d = post.diagnostics
     print(f"   {post.meta['settings']['seconds']:.0f} s; max R-hat {d['max_rhat']:.3f}, min ESS "
@@ -276,6 +282,9 @@ def _run_fit(args) -> None:
                chains=args.chains, seed=args.seed, cores=args.cores,
                likelihood=args.likelihood, priors=priors, **_variants(args),
                log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid))
+    from .workers import sweep
+
+    sweep(out)  # temp files of fits killed before their rename
     post.save(out)
     d, s = post.diagnostics, post.meta["settings"]
     print(f"fitted {len(grid)} points, {len(post.groups)} group(s) with {s['sampler']} in "
@@ -385,10 +394,12 @@ _EXTRAPOLATION_CAVEAT = ("on the reference extrapolation sets such 90 % bands co
 
 
 def _run_query(args) -> None:
+    from .inputs import check_query_rows
     from .posterior import NEVER_FITTED, Posterior
 
+    rows = check_query_rows(_query_rows(args), args.from_csv)
     post = Posterior.load(args.posterior)
-    table = post.summary(_query_rows(args), level=args.level, band=args.band, below=args.below)
+    table = post.summary(rows, level=args.level, band=args.band, below=args.below)
     out = ~table["beyond"].isin(("", NEVER_FITTED))
     if out.any():
         disc = "with" if post.meta.get("discrepancy") else "WITHOUT (fit --no-discrepancy)"
@@ -439,10 +450,13 @@ def _run_design(args) -> None:
     post = Posterior.load(args.posterior)
     cand = None
     if args.candidates:
+        from .inputs import check_query_rows
+
         try:
             cand = pd.read_csv(args.candidates)
         except (OSError, ValueError) as exc:
             raise UserError(f"--candidates {args.candidates}: {exc}") from None
+        cand = check_query_rows(cand, args.candidates)
     best = post.design(args.target_error, args.prob, cand, band=args.band).head(args.top)
     cols = ["arch", "task", "depth", "width", "n_train", "density", "params_total",
             "params_nonzero", "p_meets", "median"]
@@ -542,9 +556,13 @@ def _add_compare(sub) -> None:
 
 
 def _run_compare(args) -> None:
+    from .inputs import check_pair
     from .posterior import Posterior
 
-    res = Posterior.load(args.posterior).compare(args.coef, args.a, args.b, args.level)
+    post = Posterior.load(args.posterior)
+    for option, pair in (("--a", args.a), ("--b", args.b)):
+        check_pair(pair, post.archs, post.tasks, option)
+    res = post.compare(args.coef, args.a, args.b, args.level)
     if args.json:
         print(json.dumps(res, indent=1))
         return
@@ -616,16 +634,22 @@ def _add_evaluate(sub) -> None:
 
 def _run_evaluate(args) -> None:
     from . import evaluate
+    from .inputs import check_least_squares, least_squares_groups
 
     if args.leave_group_out and not args.holdout:
         raise UserError("--leave-group-out needs --holdout (the groups' held-out sets)")
     grid = _read_grids(args.grid)
     if args.split:
         fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
+        fit_source = f"{' + '.join(args.grid)} (--split {args.split})"
     elif args.leave_configs_out is not None:
         fit_grid, held = evaluate.interior_configs(grid, args.leave_configs_out, args.seed)
+        fit_source = f"{' + '.join(args.grid)} (--leave-configs-out)"
     else:
         fit_grid, held = grid, _read_grids(args.holdout)
+        fit_source = " + ".join(args.grid)
+    if {"lsq", "bootstrap"} & set(args.methods):
+        check_least_squares(fit_grid, fit_source)
     run = evaluate.leave_group_out if args.leave_group_out else evaluate.evaluate
     rows = run(fit_grid, held, methods=args.methods, n_boot=args.n_boot, seed=args.seed,
                draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
@@ -637,9 +661,18 @@ def _run_evaluate(args) -> None:
 
     print(f"fitted {len(fit_grid)} points, held out {len(held)}")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print("\nfit quality of the paper's least squares on the fitting set:")
-    print(evaluate.fit_quality(fit_grid).to_string(index=False,
-                                                   float_format=lambda x: f"{x:.4g}"))
+    fittable, refused = least_squares_groups(fit_grid)
+    if fittable:
+        keep = fit_grid.set_index(["arch", "task"]).index.isin(fittable)
+        try:
+            quality = evaluate.fit_quality(fit_grid[keep]).fillna("-")
+        except UserError as exc:  # runs without a dense point: least squares cannot fit them
+            print(f"\n(no least-squares fit quality: {exc})")
+        else:
+            print("\nfit quality of the paper's least squares on the fitting set:")
+            print(quality.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for text in refused:
+        print(f"(no least-squares fit quality for {text}: too few shapes)")
 
 
 DEFAULT_STORE = "runs/bayes_prune.sqlite"
@@ -655,7 +688,11 @@ def _add_grid(sub) -> None:
     gsub = p.add_subparsers(title="grid commands", metavar="ACTION", required=True)
     run = gsub.add_parser("run", help="run every run of SPEC that is not done yet",
                           description="Run (or resume) every IMP run of SPEC; safe to kill "
-                                      "and re-run at any time.")
+                                      "and re-run at any time. Several `grid run` may share one "
+                                      "store (on one machine, or on several sharing the file "
+                                      "system): each run is claimed by one process; runs that "
+                                      "another live process holds are waited for, and taken "
+                                      "over when it dies. Small nets train on one thread.")
     run.add_argument("spec", metavar="SPEC", help="grid spec, a TOML file (see experiments/)")
     run.add_argument("--store", default=DEFAULT_STORE,
                      help=f"SQLite results store (default: {DEFAULT_STORE})")
@@ -687,11 +724,14 @@ def _add_grid(sub) -> None:
                           "transient I/O error, resuming from its last stored round; then it "
                           "is marked failed (default: 3)")
     run.set_defaults(func=_run_grid_run)
-    status = gsub.add_parser("status", help="done / running / left per group of SPEC",
+    status = gsub.add_parser("status", help="done / running / left per group, and which "
+                                             "process (pid, host, start) runs what",
                              description="Count the runs of SPEC that are done, running or "
-                                         "interrupted, failed and left; without SPEC, every "
-                                         "run in the store per (arch, task) group, whatever "
-                                         "wrote it (grid run, import, bayes_prune.Recorder).")
+                                         "interrupted, failed and left, and show which process "
+                                         "(pid, host, start time, last heartbeat) runs what; "
+                                         "without SPEC, every run in the store per (arch, task) "
+                                         "group, whatever wrote it (grid run, import, "
+                                         "bayes_prune.Recorder).")
     status.add_argument("spec", metavar="SPEC", nargs="?", default=None,
                         help="grid spec, a TOML file (optional)")
     status.add_argument("--store", default=DEFAULT_STORE,
@@ -732,6 +772,7 @@ def _run_grid_run(args) -> None:
 
 
 def _run_grid_status(args) -> None:
+    import time
     from pathlib import Path
 
     from .spec import load_spec
@@ -749,16 +790,26 @@ def _run_grid_status(args) -> None:
         return
     spec = load_spec(args.spec)
     runs = spec.runs()
-    status = Store(args.store).statuses() if Path(args.store).is_file() else {}
+    status, holders = {}, {}
+    if Path(args.store).exists():
+        store = Store(args.store, create=False)
+        status, holders = store.statuses(), store.holders()
+        store.close()
     counts = {s: sum(status.get(c.run_id) == s for c in runs) for s in ("done", "running",
                                                                         "failed")}
     left = len(runs) - sum(counts.values())
     print(f"{spec.arch}/{spec.task} ({spec.name}): {counts['done']} done, {counts['running']} "
           f"running or interrupted, {counts['failed']} failed, {left} left of {len(runs)}")
     for cfg in runs:
+        what = f"{cfg.run_id} depth={cfg.depth} width={cfg.width} n_train={cfg.n_train} " \
+               f"seed={cfg.seed}"
         if status.get(cfg.run_id) == "failed":
-            print(f"  failed: {cfg.run_id} depth={cfg.depth} width={cfg.width} "
-                  f"n_train={cfg.n_train} seed={cfg.seed}")
+            print(f"  failed: {what}")
+        elif cfg.run_id in holders:
+            writer, beat, live = holders[cfg.run_id]
+            age = f", last heartbeat {time.time() - beat:.0f} s ago" if beat else ""
+            print(f"  {'running' if live else 'interrupted'}: {what} by {writer.describe()}{age}"
+                  + ("" if live else " (that writer is gone: the next `grid run` resumes it)"))
 
 
 def _run_grid_export(args) -> None:

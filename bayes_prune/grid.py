@@ -38,6 +38,7 @@ import pandas as pd
 
 from .errors import UserError
 from .tasks import random_error as _registry_random_error
+from .workers import sweep, temp_beside
 
 __all__ = [
     "COLUMNS",
@@ -81,6 +82,64 @@ _RANGES = (
 )
 
 
+# optional numeric columns, checked when present: (column, integer?, may a row leave it empty?)
+# params_prunable may not: the model takes it, where present, as every row's prunable count.
+_OPTIONAL_NUMBERS = (("random_error", False, True), ("test_mistakes", True, True),
+                     ("params_prunable", True, False), ("train_loss", False, True))
+_OPTIONAL_RANGES = (
+    ("random_error", lambda s: (s <= 0) | (s > 1), "a random-guess error in (0, 1]"),
+    ("test_mistakes", lambda s: s < 0, "an integer >= 0"),
+    ("params_prunable", lambda s: s < 0, "an integer >= 0"),
+)
+_MAX_INT = 2**53  # integers beyond this are not exact as the float a CSV reader may give
+
+
+def _numbers(column: pd.Series, col: str, source: str, integer: bool,
+             missing_ok: bool = False) -> pd.Series:
+    """``column`` as finite numbers (int64 if ``integer``): every value is checked (a number,
+    finite, integral and within +-2^53 for an integer column) before any cast."""
+    num = pd.to_numeric(column, errors="coerce")
+    nan = column.isna().to_numpy()
+    if nan.any() and not missing_ok:
+        raise UserError(f"{_where(source, int(np.argmax(nan)), col)}: missing value (NaN); "
+                        f"{col}, when the column is present, is needed on every row")
+    bad = (num.isna().to_numpy() & ~nan)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{_where(source, i, col)}: {_show(column.iloc[i])} is not a number")
+    values = num.to_numpy(float)
+    inf = np.isinf(values)
+    if inf.any():
+        i = int(np.argmax(inf))
+        raise UserError(f"{_where(source, i, col)}: {_show(column.iloc[i])} is not a finite "
+                        "number")
+    if not integer or nan.any():
+        return num.astype(float)
+    frac = (values != np.round(values)) & ~nan
+    if frac.any():
+        i = int(np.argmax(frac))
+        raise UserError(f"{_where(source, i, col)}: {_show(column.iloc[i])} is not an integer")
+    big = np.abs(values) > _MAX_INT
+    if big.any():
+        i = int(np.argmax(big))
+        raise UserError(f"{_where(source, i, col)}: {_show(column.iloc[i])} is not an integer "
+                        f"of at most 2^53 in size")
+    return num.astype(np.int64)
+
+
+def _check_random_error(out: pd.DataFrame, source: str) -> None:
+    """A row without a ``random_error`` needs a task the registry knows."""
+    from .tasks import TASKS
+
+    given = out["random_error"].notna() if "random_error" in out.columns else False
+    unknown = (~out["task"].isin(list(TASKS)) & ~given).to_numpy()
+    if unknown.any():
+        i = int(np.argmax(unknown))
+        raise UserError(f"{_where(source, i, 'random_error')}: task {out['task'].iloc[i]!r} is "
+                        f"not one the toolkit knows ({', '.join(TASKS)}), so the row needs its "
+                        "random-guess error in a random_error column, in (0, 1)")
+
+
 def run_key(df: pd.DataFrame) -> list[str]:
     """Columns that identify one IMP run in ``df``: :data:`RUN_KEY`, plus ``run_id`` if any."""
     return RUN_KEY + (["run_id"] if "run_id" in df.columns else [])
@@ -100,8 +159,11 @@ def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
     """Check ``df`` against the schema and return a copy with canonical dtypes and row order.
 
     Raises :class:`UserError` naming ``source``, the row, the column and what was expected for
-    the first problem found: a missing column, a NaN, a non-numeric value, a value out of range,
-    ``params_nonzero > params_total`` or a duplicate (run, round) key.
+    the first problem found: a missing column, a NaN, a non-numeric, infinite or (in an integer
+    column) fractional or huge value, a value out of range (the optional ``random_error`` in
+    (0, 1), ``test_mistakes`` and ``params_prunable`` >= 0, checked when present),
+    ``params_nonzero`` or ``params_prunable > params_total``, ``test_mistakes > n_test``, or a
+    duplicate (run, round) key. Every value is checked before it is cast.
     """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
@@ -117,41 +179,48 @@ def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
     for col in STR_COLUMNS:
         out[col] = out[col].astype(str)
     for col in INT_COLUMNS + FLOAT_COLUMNS:
-        num = pd.to_numeric(out[col], errors="coerce")
-        bad = num.isna().to_numpy()
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise UserError(f"{_where(source, i, col)}: {_show(out[col].iloc[i])} is not a number")
-        if col in INT_COLUMNS:
-            frac = (num != np.round(num)).to_numpy()
-            if frac.any():
-                i = int(np.argmax(frac))
-                raise UserError(f"{_where(source, i, col)}: {_show(num.iloc[i])} is not an integer")
-            num = num.astype(np.int64)
-        out[col] = num
+        out[col] = _numbers(out[col], col, source, integer=col in INT_COLUMNS)
+    for col, integer, missing_ok in _OPTIONAL_NUMBERS:
+        if col in out.columns:
+            out[col] = _numbers(out[col], col, source, integer, missing_ok)
+    _check_random_error(out, source)
     for col, is_bad, expected in _RANGES:
         bad = is_bad(out[col]).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
             value = _show(out[col].iloc[i])
             raise UserError(f"{_where(source, i, col)}: {value} is not {expected}")
-    over = (out["params_nonzero"] > out["params_total"]).to_numpy()
-    if over.any():
-        i = int(np.argmax(over))
-        raise UserError(f"{_where(source, i, 'params_nonzero')}: {out['params_nonzero'].iloc[i]} "
-                        f"exceeds params_total {out['params_total'].iloc[i]}")
+    for col, is_bad, expected in _OPTIONAL_RANGES:
+        if col in out.columns:
+            bad = is_bad(out[col]).to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise UserError(f"{_where(source, i, col)}: {_show(out[col].iloc[i])} is not "
+                                f"{expected}")
+    for col, limit in (("params_nonzero", "params_total"), ("params_prunable", "params_total"),
+                       ("test_mistakes", "n_test")):
+        if col not in out.columns:
+            continue
+        over = (out[col] > out[limit]).to_numpy()
+        if over.any():
+            i = int(np.argmax(over))
+            raise UserError(f"{_where(source, i, col)}: {_show(out[col].iloc[i])} exceeds "
+                            f"{limit} {_show(out[limit].iloc[i])}")
     key = run_key(out) + ["round"]
     dup = out.duplicated(subset=key).to_numpy()
     if dup.any():
         i = int(np.argmax(dup))
-        raise UserError(f"{_where(source, i, 'round')}: duplicate (run, round) key "
-                        f"{tuple(out.loc[i, key])}; each run may list each round once")
+        shown = ", ".join(f"{k}={_show(out.loc[i, k])}" for k in key)
+        raise UserError(f"{_where(source, i, 'round')}: duplicate (run, round) key ({shown}); "
+                        "each run may list each round once")
     return out.sort_values(key, kind="stable").reset_index(drop=True)
 
 
 def read_grid(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate an error grid from ``.csv`` or ``.parquet``."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a grid file (.csv or .parquet)")
     if not path.is_file():
         raise UserError(f"{path}: no such grid file")
     try:
@@ -170,24 +239,34 @@ def read_grid(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_grid(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Validate ``df`` and write it to ``.csv`` or ``.parquet`` atomically (tmp, then rename):
-    a failed write leaves an existing file as it was."""
+    """Validate ``df`` and write it to ``.csv`` or ``.parquet`` atomically (this writer's temp
+    file, then rename): a failed write leaves an existing file as it was, and temp files that
+    killed writers left beside ``path`` are removed (:func:`bayes_prune.workers.sweep`)."""
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise UserError(f"{path}: unknown grid format {path.suffix!r}; use .csv or .parquet")
     out = validate(df, source=str(path))
     cols = list(COLUMNS) + [c for c in out.columns if c not in COLUMNS]
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".csv":
-        out[cols].to_csv(tmp, index=False)
-    else:
-        out[cols].to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    sweep(path)
+    tmp = temp_beside(path)
+    try:
+        if path.suffix == ".csv":
+            out[cols].to_csv(tmp, index=False)
+        else:
+            out[cols].to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def random_errors(df: pd.DataFrame) -> pd.Series:
-    """Random-guess error per row: the ``random_error`` column, else the task registry's."""
-    if "random_error" in df.columns and df["random_error"].notna().all():
-        return df["random_error"].astype(float)
-    return df["task"].map(_registry_random_error).astype(float)
+    """Random-guess error per row: the ``random_error`` column where given, else the task
+    registry's."""
+    given = df["random_error"].astype(float) if "random_error" in df.columns else \
+        pd.Series(np.nan, index=df.index)
+    missing = given.isna()
+    if missing.any():
+        given = given.copy()
+        given[missing] = df.loc[missing, "task"].map(_registry_random_error).astype(float)
+    return given

@@ -29,8 +29,9 @@ from .device import amp_dtype, autocast, compiled, prepare, resolve_device
 from .nets import build_model, count_params, prunable
 from .prune import apply_masks, density, magnitude_prune
 from .spec import Recipe, RunConfig
-from .store import Store
+from .store import LeaseLost, Store
 from .tasks import TaskData, load_task, task_info
+from .workers import threads_for
 
 __all__ = ["resolve_device", "train", "evaluate", "run_imp"]
 
@@ -109,19 +110,19 @@ def _generator(seed: int, round_: int) -> torch.Generator:
 
 
 def run_imp(cfg: RunConfig, store: Store, device: str = "cpu", data_dir: str | None = None,
-            on_round: Callable[[int, dict], None] | None = None) -> None:
-    """Run (or resume) one IMP trajectory, storing every round as it finishes."""
+            on_round: Callable[[int, dict], None] | None = None) -> bool:
+    """Run (or resume) one IMP trajectory, storing every round as it finishes. Returns False,
+    doing nothing, when the run is done or another live writer of the store holds it."""
     run_id, recipe = cfg.run_id, cfg.recipe
-    if store.run_status(run_id) == "done":
-        return
     check_augment(recipe.augment, task_info(cfg.task).input_shape)
+    if not store.claim(cfg, device, __version__):
+        return False
     prepare(device)
     data = load_task(cfg.task, cfg.n_train, cfg.seed, device=device, data_dir=data_dir)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.task, cfg.depth, cfg.width).to(device)
     total, n_prunable = count_params(model)
     weights = [p for _, p in prunable(model)]
-    store.start(cfg, device, __version__)
     ckpt = store.load_checkpoint(run_id)
     if ckpt is not None:
         model.load_state_dict(ckpt["trained"])
@@ -158,6 +159,7 @@ def run_imp(cfg: RunConfig, store: Store, device: str = "cpu", data_dir: str | N
         if on_round is not None:
             on_round(round_, last)
     store.drop_checkpoint(run_id)
+    return True
 
 
 def _train_dense(model, masks, data, recipe: Recipe, seed: int) -> tuple[float, dict]:
@@ -185,11 +187,23 @@ def _log_line(cfg: RunConfig, round_: int, v: dict) -> str:
             f"{v['test_error']:.4f} ({v['seconds']:.1f} s) [{cfg.run_id}]")
 
 
+def _threads(cfg: RunConfig, members: int, workers: int) -> int:
+    """Intra-op threads for a job of ``members`` runs of ``cfg``'s shape among ``workers``."""
+    from .families import param_counts
+    from .tasks import task_info
+
+    prunable_ = param_counts(cfg.arch, cfg.task, cfg.depth, cfg.width)[1]
+    return threads_for(prunable_, cfg.recipe.batch_size, task_info(cfg.task).input_shape,
+                       conv=cfg.arch != "mlp", members=members, workers=workers)
+
+
 def _run_one(cfg: RunConfig, store_path: str, device: str, data_dir: str | None,
-             write: Callable[[str], None], bar: bool = True) -> str | None:
-    """Run one config against the store at ``store_path``; returns an error text or None."""
+             write: Callable[[str], None], bar: bool = True, workers: int = 1) -> str | None:
+    """Run one config against the store at ``store_path``; returns an error text or None
+    (done, or left to the writer that holds it)."""
     from tqdm.auto import tqdm
 
+    torch.set_num_threads(_threads(cfg, 1, workers))
     store = Store(store_path)
     rounds = tqdm(total=cfg.rounds + 1, initial=len(store.rounds(cfg.run_id)), desc="rounds",
                   unit="round", leave=False, disable=not bar)
@@ -201,6 +215,9 @@ def _run_one(cfg: RunConfig, store_path: str, device: str, data_dir: str | None,
     try:
         run_imp(cfg, store, device, data_dir, on_round=on_round)
         return None
+    except LeaseLost as exc:  # another writer runs it now: not a failure
+        write(f"{exc}; left to it")
+        return None
     except Exception as exc:  # one failed run must not end the grid; it is recorded
         store.fail(cfg.run_id, f"{type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"
@@ -209,44 +226,46 @@ def _run_one(cfg: RunConfig, store_path: str, device: str, data_dir: str | None,
         store.close()
 
 
-def _worker(cfg, store_path, device, data_dir):
-    torch.set_num_threads(1)  # N workers on N cores
-    return _run_one(cfg, store_path, device, data_dir, write=print, bar=False)
-
-
-def _die_with_parent():
-    try:  # Linux: a killed `grid run` takes its workers with it
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _worker(cfg, store_path, device, data_dir, workers):
+    return _run_one(cfg, store_path, device, data_dir, write=print, bar=False, workers=workers)
 
 
 def _run_batch(cfgs: Sequence[RunConfig], store_path: str, device: str,
-               data_dir: str | None, write: Callable[[str], None]) -> str | None:
-    """Run fresh same-shape runs as one batch (:mod:`bayes_prune.batched`); on an error every
-    member not done is marked failed (a re-run resumes it on the solo path)."""
+               data_dir: str | None, write: Callable[[str], None],
+               workers: int = 1) -> str | None:
+    """Run fresh same-shape runs as one batch (:mod:`bayes_prune.batched`): the members this
+    writer can claim that no writer has started; the others claimed alone, on the solo path.
+    On an error every claimed member not done is marked failed (a re-run resumes it on the
+    solo path)."""
     from .batched import run_batched
 
     store = Store(store_path)
+    fresh, started = [], []
     try:
-        run_batched(cfgs, store, device, data_dir,
-                    on_round=lambda c, r, v: write(_log_line(c, r, v)))
-        return None
-    except Exception as exc:
         for c in cfgs:
+            if store.claim(c, device, __version__):
+                started_before = store.rounds(c.run_id) or store.checkpoint_path(c.run_id).exists()
+                (started if started_before else fresh).append(c)
+        if fresh:
+            torch.set_num_threads(_threads(fresh[0], len(fresh), workers))
+            run_batched(fresh, store, device, data_dir,
+                        on_round=lambda c, r, v: write(_log_line(c, r, v)))
+    except LeaseLost as exc:
+        write(f"{exc}; left to it")
+    except Exception as exc:
+        for c in fresh:
             if store.run_status(c.run_id) != "done":
                 store.fail(c.run_id, f"{type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"
     finally:
         store.close()
+    errors = [_run_one(c, store_path, device, data_dir, write, bar=False, workers=workers)
+              for c in started]
+    return next((e for e in errors if e), None)
 
 
-def _worker_batch(cfgs, store_path, device, data_dir):
-    torch.set_num_threads(1)
-    return _run_batch(cfgs, store_path, device, data_dir, write=print)
+def _worker_batch(cfgs, store_path, device, data_dir, workers):
+    return _run_batch(cfgs, store_path, device, data_dir, write=print, workers=workers)
 
 
 def plan(todo: Sequence[RunConfig], status: dict, batch: bool = True, max_batch: int = 64,
@@ -268,45 +287,94 @@ def plan(todo: Sequence[RunConfig], status: dict, batch: bool = True, max_batch:
     return jobs
 
 
+POLL = 5.0  # seconds between looks at runs that other writers hold
+
+
 def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
-             workers: int = 1, data_dir: str | None = None,
-             batch: bool = True) -> list[tuple[RunConfig, str]]:
+             workers: int = 1, data_dir: str | None = None, batch: bool = True,
+             poll: float = POLL) -> list[tuple[RunConfig, str]]:
     """Run every config not yet done, in ``workers`` processes; return the failures. With
     ``batch``, fresh runs of one shape train together (:mod:`bayes_prune.batched`): MLPs,
-    and on CUDA also CNNs and ResNets."""
+    and on CUDA also CNNs and ResNets.
+
+    Other processes may run the same grid into the same store at once: each run is claimed
+    by one writer (:meth:`bayes_prune.store.Store.claim`). Runs that another live writer holds
+    are waited for, and taken over if that writer dies; so when this returns no failures,
+    every run is done."""
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
     store = Store(store_path)
-    status = store.statuses()
-    store.close()
-    todo = [c for c in runs if status.get(c.run_id) != "done"]
-    failures = []
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run")
-    jobs = plan(todo, status, batch, device=device)
+    bar = tqdm(total=len(runs), desc="runs", unit="run")
+    failures: dict[str, tuple[RunConfig, str]] = {}
+    waiting_for: set = set()
+    try:
+        while True:
+            status = store.statuses()
+            held = store.held_by_others()
+            todo = [c for c in runs if status.get(c.run_id) != "done"]
+            bar.update(len(runs) - len(todo) - bar.n)
+            free = [c for c in todo if c.run_id not in held and c.run_id not in failures]
+            if free:
+                with _pool(workers) as pool:
+                    jobs = plan(free, status, batch, device=device)
+                    for job, err in _execute(jobs, pool, store_path, device, data_dir,
+                                             workers):
+                        if err:
+                            failures.update({c.run_id: (c, err) for c in job})
+                continue
+            waiting = {c.run_id for c in todo if c.run_id in held}
+            if not waiting:
+                break
+            if waiting != waiting_for:
+                waiting_for = waiting
+                by = sorted({held[r].describe() for r in waiting})
+                tqdm.write(f"waiting for {len(waiting)} run(s) that other writers hold: "
+                           f"{'; '.join(by)}")
+            time.sleep(poll)
+    finally:
+        bar.close()
+        store.close()
+    return list(failures.values())
+
+
+def _pool(workers: int):
+    """``workers`` spawned processes that die with this one (:func:`workers.die_with_parent`),
+    or, for one worker, none (a null context: jobs run in this process)."""
+    import concurrent.futures as cf
+    import contextlib
+    import multiprocessing as mp
+    import os
+
+    from .workers import die_with_parent
+
     if workers <= 1:
+        return contextlib.nullcontext()
+    return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def _execute(jobs, pool, store_path, device, data_dir, workers):
+    """Run ``jobs`` here (``pool`` None) or in ``pool``; yield ``(job, error or None)`` as each
+    ends. A worker that died (killed, out of memory) fails its job."""
+    from tqdm.auto import tqdm
+
+    if pool is None:
         for job in jobs:
             if len(job) == 1:
-                err = _run_one(job[0], store_path, device, data_dir, write=tqdm.write)
+                yield job, _run_one(job[0], store_path, device, data_dir, write=tqdm.write)
             else:
-                err = _run_batch(job, store_path, device, data_dir, write=tqdm.write)
-            if err:
-                failures += [(c, err) for c in job]
-            bar.update(len(job))
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
+                yield job, _run_batch(job, store_path, device, data_dir, write=tqdm.write)
+        return
+    import concurrent.futures as cf
 
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                    initializer=_die_with_parent) as pool:
-            futures = {(pool.submit(_worker, job[0], store_path, device, data_dir)
-                        if len(job) == 1 else
-                        pool.submit(_worker_batch, job, store_path, device, data_dir)): job
-                       for job in jobs}
-            for fut in cf.as_completed(futures):
-                err = fut.result()
-                if err:
-                    failures += [(c, err) for c in futures[fut]]
-                bar.update(len(futures[fut]))
-    bar.close()
-    return failures
+    futures = {(pool.submit(_worker, job[0], store_path, device, data_dir, workers)
+                if len(job) == 1 else
+                pool.submit(_worker_batch, job, store_path, device, data_dir, workers)): job
+               for job in jobs}
+    for fut in cf.as_completed(futures):
+        try:
+            err = fut.result()
+        except cf.process.BrokenProcessPool as exc:
+            err = f"a worker process died ({exc})"
+        yield futures[fut], err

@@ -90,24 +90,12 @@ class Posterior:
 
     @classmethod
     def load(cls, path: str | Path) -> Posterior:
-        """Read a posterior written by :meth:`save` (or ``bayes-prune fit``)."""
-        import xarray as xr
+        """Read a posterior written by :meth:`save` (or ``bayes-prune fit``); a file that is
+        not a whole one (no ``sample_stats``, no diagnostics) is refused
+        (:func:`bayes_prune.posterior_file.read`)."""
+        from .posterior_file import read
 
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such posterior file")
-        try:
-            with xr.open_dataset(path, group="posterior", engine="h5netcdf") as post:
-                post.load()
-        except Exception as exc:  # truncated, not NetCDF, no posterior group...
-            raise UserError(f"{path}: not a readable posterior file ({type(exc).__name__}); "
-                            "write one with `bayes-prune fit`") from None
-        try:
-            meta = json.loads(post.attrs["bayes_prune"])
-            assert meta["format"] == FORMAT
-        except (KeyError, AssertionError, json.JSONDecodeError, TypeError):
-            raise UserError(f"{path}: a NetCDF file, but not a bayes_prune posterior "
-                            f"(format {FORMAT!r} expected)") from None
+        post, _, meta = read(path)
         return cls(_flatten(post), meta)
 
     def save(self, path: str | Path) -> Path:

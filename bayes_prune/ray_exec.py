@@ -92,6 +92,13 @@ class _RelayStore:
     def run_status(self, run_id):
         return "done" if self._done else None
 
+    def claim(self, cfg, device, code_version) -> bool:
+        """The driver claims the run in the store when the start event reaches it."""
+        if self._done:
+            return False
+        self.start(cfg, device, code_version)
+        return True
+
     def start(self, cfg, device, code_version):
         resumes = None if self._ckpt is None else int(self._ckpt["round"])
         self._ray.get(self._relay.start.remote(cfg.run_id, device, code_version, resumes))
@@ -179,7 +186,7 @@ def _describe(ray, exc: BaseException, max_retries: int) -> str:
 def _write_checkpoint(store: Store, run_id: str, blob: bytes) -> None:
     store.ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = store.checkpoint_path(run_id)
-    tmp = final.with_name(final.name + ".tmp")
+    tmp = store.temp_checkpoint_path(run_id)
     tmp.write_bytes(blob)
     os.replace(tmp, final)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,6 +34,22 @@ from .families import check as check_arch
 from .tasks import TASKS, task_info
 
 __all__ = ["Recipe", "RunConfig", "GridSpec", "load_spec"]
+
+
+_KINDS = {"int": "an integer", "float": "a finite number", "str": "a string",
+          "bool": "true or false"}
+
+
+def _is(value, kind: str) -> bool:
+    """Whether ``value`` (from TOML or JSON) is of the field type named ``kind``; bool is no
+    number here, an integer is a float."""
+    if kind == "bool" or isinstance(value, bool):
+        return kind == "bool" and isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, str)
 
 
 def _f(default, help: str):
@@ -66,6 +83,10 @@ class Recipe:
                               "of tens of seconds once per process; pays off on long runs)")
 
     def __post_init__(self):
+        for f in fields(self):  # types first: a rule on a value of the wrong type is no check
+            value = getattr(self, f.name)
+            if not _is(value, f.type):
+                raise UserError(f"recipe.{f.name} = {value!r} must be {_KINDS[f.type]}")
         rules = [
             ("optimizer", self.optimizer in ("adam", "sgd"), "'adam' or 'sgd'"),
             ("schedule", self.schedule in ("cosine", "constant", "step"),
@@ -143,6 +164,8 @@ class GridSpec:
 def load_spec(path: str | Path) -> GridSpec:
     """Read and check a spec; every problem is a :class:`UserError` naming the field."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a spec file (TOML)")
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -157,6 +180,9 @@ def load_spec(path: str | Path) -> GridSpec:
     for name in ("task", "arch", *_LISTS):
         if name not in raw:
             raise UserError(f"{path}: missing field '{name}'")
+    for name in ("task", "arch"):
+        if not isinstance(raw[name], str):
+            raise UserError(f"{path}: field '{name}' must be a string, got {raw[name]!r}")
     if raw["task"] not in TASKS:
         raise UserError(f"{path}: field 'task': unknown task {raw['task']!r}; known tasks: "
                         f"{', '.join(TASKS)}")
@@ -170,11 +196,18 @@ def load_spec(path: str | Path) -> GridSpec:
         if name != "seeds" and min(values) <= 0:
             raise UserError(f"{path}: field '{name}' must hold positive integers, "
                             f"got {min(values)}")
+        if name == "seeds" and min(values) < 0:
+            raise UserError(f"{path}: field 'seeds' must hold integers >= 0, got {min(values)}")
+        if max(values) >= 2**31:
+            raise UserError(f"{path}: field '{name}' must hold integers below 2^31, "
+                            f"got {max(values)}")
         lists[name] = tuple(values)
     rounds = raw.get("rounds", 40)
-    if not isinstance(rounds, int) or rounds < 1:
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise UserError(f"{path}: field 'rounds' must be an integer >= 1, got {rounds!r}")
     recipe_raw = raw.get("recipe", {})
+    if not isinstance(recipe_raw, dict):
+        raise UserError(f"{path}: 'recipe' must be a table ([recipe]), got {recipe_raw!r}")
     names = {f.name for f in fields(Recipe)}
     bad = sorted(set(recipe_raw) - names)
     if bad:
