@@ -242,22 +242,27 @@ class Store:
 
     def open_run(self, run_id: str, config: str, task: str, arch: str, depth: int, width: int,
                  n_train: int, seed: int, device: str, code_version: str) -> None:
-        """Create run ``run_id`` (``config``: its JSON) or count one more attempt; a run not
-        done is marked running, a done one stays done."""
-        with self.db:
+        """Create run ``run_id`` (``config``: its JSON) or count one more attempt, claimed by
+        this writer (a run recorded by a user's own loop, :class:`bayes_prune.Recorder`); a
+        run not done is marked running, a done one stays done."""
+        now = time.time()
+        with self._tx():
             self.db.execute(
                 "INSERT INTO runs (run_id, config, task, arch, depth, width, n_train, seed, "
-                "status, attempts, device, code_version, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,'running',1,?,?,?) ON CONFLICT(run_id) DO UPDATE SET "
+                "status, attempts, device, code_version, updated, owner_pid, owner_host, "
+                "owner_started, heartbeat) VALUES (?,?,?,?,?,?,?,?,'running',1,?,?,?,?,?,?,?) "
+                "ON CONFLICT(run_id) DO UPDATE SET "
                 "status=CASE WHEN status='done' THEN 'done' ELSE 'running' END, "
                 "attempts=attempts+1, error=NULL, device=excluded.device, "
-                "updated=excluded.updated",
+                "updated=excluded.updated, owner_pid=excluded.owner_pid, "
+                "owner_host=excluded.owner_host, owner_started=excluded.owner_started, "
+                "heartbeat=excluded.heartbeat",
                 (run_id, config, task, arch, depth, width, n_train, seed, device, code_version,
-                 time.time()))
+                 now, *self._me(), now))
 
     def finish(self, run_id: str) -> None:
         """Mark run ``run_id`` done."""
-        with self.db:
+        with self._tx():
             self.db.execute("UPDATE runs SET status='done', updated=? WHERE run_id=?",
                             (time.time(), run_id))
 
