@@ -122,12 +122,15 @@ class Store:
             if tables and "runs" not in tables:
                 raise UserError(f"{self.path}: an SQLite database, but not a bayes_prune store "
                                 f"(no table 'runs'; it holds {', '.join(sorted(tables))})")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
             have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
-            for name, kind in _LEASE_COLUMNS:  # a store written before leases existed
-                if name not in have:
-                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if create:  # a writer; a reader (export, status) changes nothing in the file
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+                for name, kind in _LEASE_COLUMNS:  # a store written before leases existed
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+            self._leases = all(name in have for name, _ in _LEASE_COLUMNS)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise UserError(f"{self.path}: not a bayes_prune store ({exc})") from None
@@ -171,6 +174,8 @@ class Store:
         """Every running run: ``run_id -> (writer, heartbeat, live)``; ``live`` is False when
         its claim may be taken over. Runs of a store written before leases have no holder."""
         out = {}
+        if not self._leases:  # opened to read a store written before leases existed
+            return out
         for run_id, pid, host, started, beat in self.db.execute(
                 "SELECT run_id, owner_pid, owner_host, owner_started, heartbeat FROM runs "
                 "WHERE status='running' AND owner_pid IS NOT NULL"):

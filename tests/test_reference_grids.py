@@ -21,8 +21,11 @@ def test_there_is_a_reference_grid():
 
 @pytest.mark.parametrize("csv", GRIDS, ids=lambda p: p.stem)
 def test_export_of_the_shipped_store_reproduces_the_csv(csv, tmp_path):
-    write_grid(Store(csv.with_suffix(".sqlite"), create=False).export(), tmp_path / "x.csv")
+    store = csv.with_suffix(".sqlite")
+    before = store.read_bytes()
+    write_grid(Store(store, create=False).export(), tmp_path / "x.csv")
     assert (tmp_path / "x.csv").read_bytes() == csv.read_bytes()
+    assert store.read_bytes() == before  # reading a store changes nothing in it
 
 
 @pytest.mark.parametrize("csv", GRIDS, ids=lambda p: p.stem)
