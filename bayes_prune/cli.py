@@ -13,6 +13,8 @@ import sys
 
 from .errors import UserError
 
+TUNE = 1000  # tuning steps per chain of fit and demo (500 not yet shown to be enough)
+
 DESCRIPTION = """\
 Pruning scaling laws as a Bayesian, predictive instrument.
 
@@ -97,7 +99,8 @@ def _add_demo(sub) -> None:
         "demo", help="the main job on the embedded default, end to end",
         description="Train a small MNIST-1D MLP grid (4 IMP runs, the reference recipe, a new "
                     "seed) into an SQLite store, fit the hierarchical model to it together "
-                    "with the shipped reference grids (experiments/results), print credible "
+                    "with the reference runs of the same group (mlp/mnist1d in "
+                    "experiments/results; --all-groups: every reference group), print credible "
                     "intervals for a configuration nobody trained, and write the comparison "
                     "plots to OUT. Re-running resumes: finished runs are kept. With "
                     "--synthetic: a SYNTHETIC grid fitted by least squares instead (seconds).")
@@ -106,8 +109,11 @@ def _add_demo(sub) -> None:
     p.add_argument("--reference", default=None, metavar="DIR",
                    help="directory of reference grids (*.csv) to fit along (default: the "
                         "shipped experiments/results, when this is a source checkout)")
+    p.add_argument("--all-groups", action="store_true",
+                   help="fit along every reference group, not only the demo's own (the "
+                        "crossed pooling at work; about 7 more minutes on 2 cores)")
     p.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
-    p.add_argument("--tune", type=int, default=1000, help="tuning steps (default: 1000)")
+    p.add_argument("--tune", type=int, default=TUNE, help=f"tuning steps (default: {TUNE})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="training device (default: auto)")
     p.add_argument("--synthetic", action="store_true",
@@ -122,8 +128,7 @@ def _reference_grids(directory) -> list:
         "results"
     if directory and not d.is_dir():
         raise UserError(f"--reference {directory}: no such directory")
-    return sorted(p for p in d.glob("*.csv") if "extrapolation" not in p.name) \
-        if d.is_dir() else []
+    return sorted(d.glob("*.csv")) if d.is_dir() else []
 
 
 def _run_demo(args) -> None:
@@ -156,12 +161,16 @@ def _run_demo(args) -> None:
     grid = Store(str(store), create=False).export()
     write_grid(grid, out / "demo.csv")
     refs = _reference_grids(args.reference)
-    parts = [grid] + [pd.read_csv(p) for p in refs]
-    both = validate(pd.concat(parts, ignore_index=True),
+    parts = [pd.read_csv(p) for p in refs]
+    if not args.all_groups:  # the demo's own group: a fit of ~1 minute instead of ~8
+        parts = [t[(t["arch"] == spec.arch) & (t["task"] == spec.task)] for t in parts]
+    refs = [p for p, t in zip(refs, parts, strict=True) if len(t)]
+    both = validate(pd.concat([grid] + [t for t in parts if len(t)], ignore_index=True),
                     source=" + ".join([str(out / "demo.csv")] + [str(p) for p in refs]))
     write_grid(both, out / "fitted.csv")
     print(f"2/4 fitting {len(both)} points ({len(grid)} from the demo runs, the rest from "
-          f"{len(refs)} reference grid(s): {', '.join(p.name for p in refs) or 'none found'})")
+          f"{len(refs)} reference grid(s): {', '.join(p.name for p in refs) or 'none found'}"
+          f"{'' if args.all_groups else f'; rows of {spec.arch}/{spec.task} only'})")
     post = fit(both, draws=args.draws, tune=args.tune, source=str(out / "fitted.csv"))
     from .workers import sweep
 
@@ -194,6 +203,8 @@ def _run_demo(args) -> None:
         print(f"   {out / name}")
     print(f"next: bayes-prune query {out / 'posterior.nc'} --arch mlp --task mnist1d --depth 3 "
           "--width 64 --n-train 4000 --density 0.05")
+    print("      bayes-prune compare --coef gamma --a mlp/mnist1d --b cnn/mnist1d  (every "
+          "reference group, from the shipped reference posterior)")
 
 
 def _run_demo_synthetic(out) -> None:
@@ -227,13 +238,34 @@ def _add_fit(sub) -> None:
                    help="where to write the posterior (NetCDF)")
     p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default="auto",
                    help="'auto': nutpie when installed, else PyMC's NUTS (default: auto)")
-    p.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
-    p.add_argument("--tune", type=int, default=1000,
-                   help="tuning steps per chain (default: 1000)")
+    p.add_argument("--draws", type=int, default=1000,
+                   help="most draws per chain; the chains stop sooner once --ess-target is "
+                        "met (default: 1000)")
+    p.add_argument("--tune", type=int, default=TUNE,
+                   help=f"tuning steps per chain (default: {TUNE})")
+    p.add_argument("--ess-target", type=float, default=400.0, metavar="ESS",
+                   help="stop drawing once every variable's bulk and tail ESS reach ESS and "
+                        "R-hat is <= 1.01, checked every 50 draws (nutpie; 0: exactly --draws; "
+                        "default: 400)")
     p.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
+    p.add_argument("--method", choices=("nuts", "advi", "pathfinder"), default="nuts",
+                   help="'advi' or 'pathfinder': an APPROXIMATE posterior in seconds for "
+                        "interactive work (--draws draws), stored with its method and Pareto "
+                        "k; every command reading it says it is approximate (default: nuts)")
+    p.add_argument("--backend", choices=("auto", "jax", "numba"), default="auto",
+                   help="nutpie's backend: 'auto' is JAX when installed, else numba "
+                        "(default: auto)")
+    p.add_argument("--precision", choices=("auto", "float32", "float64"), default="auto",
+                   help="precision of the log density: 'auto' is float64; float32 (JAX "
+                        "only) is faster per step but left the reference fit unmixed "
+                        "(default: auto)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where JAX evaluates the log density: 'cuda' for a large grid on an "
+                        "NVIDIA GPU (needs jax[cuda12]; default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--cores", type=int, default=None,
-                   help="chains sampled at once (default: the machine's CPU count)")
+                   help="chains sampled at once (default: every chain with nutpie, so that "
+                        "they stop together; the machine's CPU count with --sampler pymc)")
     p.add_argument("--likelihood", choices=("normal", "student"), default="normal",
                    help="observation model on log error (default: normal)")
     _add_variants(p)
@@ -264,6 +296,8 @@ def _run_fit(args) -> None:
     for name in ("draws", "tune", "chains"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.ess_target < 0:
+        raise UserError(f"--ess-target must be >= 0, got {args.ess_target:g}")
     out = Path(args.output)
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: no such directory for the posterior file")
@@ -281,17 +315,24 @@ def _run_fit(args) -> None:
     post = fit(grid, sampler=args.sampler, draws=args.draws, tune=args.tune,
                chains=args.chains, seed=args.seed, cores=args.cores,
                likelihood=args.likelihood, priors=priors, **_variants(args),
-               log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid))
+               log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid),
+               backend=args.backend, precision=args.precision, device=args.device,
+               ess_target=args.ess_target or None, method=args.method)
     from .workers import sweep
 
     sweep(out)  # temp files of fits killed before their rename
     post.save(out)
     d, s = post.diagnostics, post.meta["settings"]
-    print(f"fitted {len(grid)} points, {len(post.groups)} group(s) with {s['sampler']} in "
-          f"{s['seconds']:.0f} s -> {out}")
-    print(f"diagnostics: max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} "
-          f"tail {d['min_ess_tail']:.0f}, divergences {d['divergences']}: "
-          + ("ok" if d["ok"] else "FAILED (see the warning above)"))
+    print(f"fitted {len(grid)} points, {len(post.groups)} group(s) with {s['sampler']} "
+          f"({s['backend']}, {s['precision']}) in {s['seconds']:.0f} s, {s['chains']} chain(s) x "
+          f"{s['draws']} draws ({'ESS target met' if s['stopped'] == 'target' else 'all'}) "
+          f"-> {out}")
+    if post.approximate:
+        print(post.approximate)
+    else:
+        print(f"diagnostics: max R-hat {d['max_rhat']:.3f}, min ESS bulk "
+              f"{d['min_ess_bulk']:.0f} tail {d['min_ess_tail']:.0f}, divergences "
+              f"{d['divergences']}: " + ("ok" if d["ok"] else "FAILED (see the warning above)"))
     for group, k in (post.meta.get("discrepancy") or {}).items():
         rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
                           for a in k["sd_dense"])
@@ -327,7 +368,7 @@ def _add_query(sub) -> None:
                     "predicted by the crossed pooling when its arch and its task were fitted; "
                     "a configuration larger than its group's grid carries the extrapolation "
                     "discrepancy the fit measured (see `fit --no-discrepancy`).")
-    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    _add_posterior_arg(p)
     for opt, typ, what in (("--arch", str, "architecture family, e.g. mlp"),
                            ("--task", str, "task, e.g. mnist1d"),
                            ("--depth", int, "depth (hidden layers / conv layers)"),
@@ -356,6 +397,29 @@ def _add_query(sub) -> None:
                         "(the axes on which the row lies beyond its group's grid, '' inside "
                         "it) (and p_below with --below)")
     p.set_defaults(func=_run_query)
+
+
+def _add_posterior_arg(p) -> None:
+    p.add_argument("posterior", metavar="POSTERIOR.nc", nargs="?", default="reference",
+                   help="written by `bayes-prune fit`, or 'reference': the shipped posterior "
+                        "of the reference grids (default: reference)")
+
+
+def _load_posterior(path: str):
+    """The posterior at ``path`` ('reference': the shipped one), saying on stderr which one
+    answers when it is the reference, and that an approximate fit is approximate."""
+    from .posterior import Posterior
+
+    post = Posterior.load(path)
+    if path == "reference":
+        groups = ", ".join(f"{a}/{t}" for a, t in zip(post.groups["arch"], post.groups["task"],
+                                                      strict=True))
+        print(f"posterior: the shipped reference ({groups}; fitted "
+              f"{post.meta['provenance']['created'][:10]}); give POSTERIOR.nc to use your own",
+              file=sys.stderr)
+    if post.approximate:
+        print(post.approximate, file=sys.stderr)
+    return post
 
 
 def _query_rows(args) -> pd.DataFrame:  # noqa: F821
@@ -395,10 +459,10 @@ _EXTRAPOLATION_CAVEAT = ("on the reference extrapolation sets such 90 % bands co
 
 def _run_query(args) -> None:
     from .inputs import check_query_rows
-    from .posterior import NEVER_FITTED, Posterior
+    from .posterior import NEVER_FITTED
 
     rows = check_query_rows(_query_rows(args), args.from_csv)
-    post = Posterior.load(args.posterior)
+    post = _load_posterior(args.posterior)
     table = post.summary(rows, level=args.level, band=args.band, below=args.below)
     out = ~table["beyond"].isin(("", NEVER_FITTED))
     if out.any():
@@ -423,7 +487,7 @@ def _add_design(sub) -> None:
                     "0.8^r, r = 0..40, for those whose error is at most --target-error with "
                     "probability at least --prob under the posterior prediction band; print "
                     "them fewest non-zero weights first.")
-    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    _add_posterior_arg(p)
     p.add_argument("--target-error", type=float, required=True, metavar="E",
                    help="test error to meet, in (0, 1)")
     p.add_argument("--prob", type=float, required=True, metavar="Q",
@@ -445,9 +509,7 @@ def _add_design(sub) -> None:
 def _run_design(args) -> None:
     import pandas as pd
 
-    from .posterior import Posterior
-
-    post = Posterior.load(args.posterior)
+    post = _load_posterior(args.posterior)
     cand = None
     if args.candidates:
         from .inputs import check_query_rows
@@ -485,7 +547,7 @@ def _add_plot(sub) -> None:
                     "(error vs m* = depth^phi width^psi density), 'coefficients' (forest plots "
                     "of gamma, p_prime, phi, psi, eps_up across groups), 'calibration' "
                     "(nominal vs empirical coverage of held-out points).")
-    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    _add_posterior_arg(p)
     p.add_argument("--kind", choices=("curves", "collapse", "coefficients", "calibration"),
                    required=True, help="what to draw")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
@@ -509,9 +571,7 @@ def _run_plot(args) -> None:
 
     matplotlib.use("Agg")
     from . import figures
-    from .posterior import Posterior
-
-    post = Posterior.load(args.posterior)
+    post = _load_posterior(args.posterior)
     arch, task = args.group or (post.groups["arch"][0], post.groups["task"][0])
     if args.kind == "coefficients":
         fig = figures.coefficients(post)
@@ -542,7 +602,7 @@ def _add_compare(sub) -> None:
         description="Compare one coefficient of two (arch, task) groups: medians, HDIs and the "
                     "posterior probability that A's exceeds B's. A steeper gamma means error "
                     "rises faster once pruning bites; a larger p_prime means it bites sooner.")
-    p.add_argument("posterior", metavar="POSTERIOR.nc", help="written by `bayes-prune fit`")
+    _add_posterior_arg(p)
     p.add_argument("--coef", required=True,
                    help="gamma, p_prime, phi, psi, eps_up, or a dense-law coefficient "
                         "(a, alpha, b, beta, c_inf)")
@@ -557,9 +617,8 @@ def _add_compare(sub) -> None:
 
 def _run_compare(args) -> None:
     from .inputs import check_pair
-    from .posterior import Posterior
 
-    post = Posterior.load(args.posterior)
+    post = _load_posterior(args.posterior)
     for option, pair in (("--a", args.a), ("--b", args.b)):
         check_pair(pair, post.archs, post.tasks, option)
     res = post.compare(args.coef, args.a, args.b, args.level)
@@ -939,8 +998,52 @@ def _run_import_table(args) -> None:
           f"configurations; density {grid['density'].min():.4g}-{grid['density'].max():.4g}) "
           f"to {args.output}")
 
+
+def _add_reference(sub) -> None:
+    p = sub.add_parser(
+        "reference", help="the shipped reference posterior: show it, or refit it",
+        description="The posterior that query, design, plot and compare use without a "
+                    "POSTERIOR.nc: the reference grids (experiments/results: the four "
+                    "fitting grids and their extrapolation sets) fitted at fit's default "
+                    "settings, thinned to 1,000 float32 draws.")
+    rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = rsub.add_parser("show", help="its settings, diagnostics and grid hash")
+    show.set_defaults(func=_run_reference_show)
+    refresh = rsub.add_parser("refresh", help="refit the reference grids and rewrite it")
+    refresh.add_argument("--grids", metavar="DIR", default=None,
+                         help="directory of the reference grids' CSVs (default: the source "
+                              "checkout's experiments/results)")
+    refresh.add_argument("-o", "--output", metavar="FILE", default=None,
+                         help="where to write it (default: the shipped file in the package)")
+    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
+    refresh.set_defaults(func=_run_reference_refresh)
+
+
+def _run_reference_show(args) -> None:
+    from . import reference
+
+    post = reference.load()
+    s, d, prov = post.meta["settings"], post.diagnostics, post.meta["provenance"]
+    print(f"{prov['source']}: {prov['points']} points, grid sha256 {prov['grid_sha256']}")
+    print(f"fitted {prov['created']} with {s['sampler']} ({s.get('backend', '?')}), "
+          f"{s['chains']} chains x {s['draws']} draws in {s['seconds']:.0f} s; max R-hat "
+          f"{d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} tail "
+          f"{d['min_ess_tail']:.0f}, divergences {d['divergences']}; {post.n_draws} draws kept")
+
+
+def _run_reference_refresh(args) -> None:
+    from . import reference
+    from .posterior import REFERENCE
+
+    out = args.output or REFERENCE
+    post = reference.refresh(args.grids, out, progress=not args.quiet)
+    d = post.diagnostics
+    print(f"wrote {out}: {post.n_draws} draws, max R-hat {d['max_rhat']:.3f}, min ESS bulk "
+          f"{d['min_ess_bulk']:.0f}, fit {post.meta['settings']['seconds']:.0f} s")
+
+
 COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,
-            _add_plot, _add_compare, _add_evaluate, _add_import)
+            _add_plot, _add_compare, _add_evaluate, _add_import, _add_reference)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 # pytensor's C backend warns at import when it finds no BLAS; nutpie samples through numba,
 # and this model has no matrix products worth a BLAS: the warning only alarms users.
@@ -34,6 +35,7 @@ from .model import (  # noqa: E402
     prior_predictive,
 )
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
+from .sampler import Target, backend_of, compile_model, precision_of, sample  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -78,14 +80,26 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
         low_rank: bool = True, runs_mode: str = "latent",
         target_accept: float = 0.95, gamma_depends_on_n: bool = False,
-        curved: bool = False, discrepancy: bool = True) -> Posterior:
+        curved: bool = False, discrepancy: bool = True, backend: str = "auto",
+        precision: str = "auto", device: str = "cpu",
+        ess_target: float | None = THRESHOLDS["min_ess_bulk"], method: str = "nuts"
+        ) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
-    ``cores`` defaults to the machine's CPU count (PyMC would otherwise count one core here
-    and run the chains one after another). ``log_likelihood=True`` stores the pointwise log
-    likelihood for LOO comparisons (``arviz.loo``, ``arviz.compare``). ``runs_mode`` is
-    ``"latent"`` (each run's dense error sampled) or ``"measured"`` (conditioned on, as the
-    paper's fit does: faster, but blind to the dense point's own noise). ``target_accept``
+    With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
+    numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
+    ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
+    every variable's bulk and tail ESS reach it and R-hat is at most 1.01 (``None``: exactly
+    ``draws``). ``cores``
+    defaults to ``chains`` with nutpie (all chains at once, so that they can stop together)
+    and to the machine's CPU count with PyMC (which would otherwise count one core here and
+    run the chains one after another). ``method`` ``advi`` or ``pathfinder`` replaces NUTS by
+    an approximation (:mod:`bayes_prune.variational`): ``draws`` draws in one chain, stored with
+    the method and its Pareto k instead of R-hat and ESS. ``log_likelihood=True`` stores the
+    pointwise log likelihood for LOO comparisons (``arviz.loo``, ``arviz.compare``).
+    ``runs_mode`` is ``"latent"`` (each run's dense error sampled) or ``"measured"``
+    (conditioned on, as the paper's fit does: faster, but blind to the dense point's own
+    noise). ``target_accept``
     0.95 keeps the sampler off the dense law's soft walls (divergences at 0.9);
     ``low_rank`` (default) uses nutpie's low-rank mass matrix adaptation, which follows the
     correlated coefficients of a grid that shows only part of the curve (a CIFAR-10 ResNet
@@ -102,21 +116,30 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
                 "curved": curved}
     model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, **variants)
     which = _sampler(sampler)
-    cores = cores or os.cpu_count() or 1
     start = time.perf_counter()
-    if which == "nutpie":
-        import nutpie
+    if method != "nuts":
+        from .variational import approximate
 
-        compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
-                              seed=seed, progress_bar=progress,
-                              low_rank_modified_mass_matrix=low_rank,
-                              target_accept=target_accept)
+        which, backend, precision, chains = method, "pytensor", "float64", 1
+        idata, pareto_k = approximate(model, method, draws, seed, progress)
+        run = {"draws": draws, "stopped": "max_draws"}
+    elif which == "nutpie":
+        backend = backend_of(backend, device)
+        precision = precision_of(backend, precision)
+        compiled = compile_model(model, backend, precision, device)
+        idata, run = sample(compiled, tune=tune, max_draws=draws, chains=chains, seed=seed,
+                            target=Target(ess=ess_target, variables=tuple(_KEEP))
+                            if ess_target else None,
+                            progress=progress, low_rank=low_rank, target_accept=target_accept,
+                            cores=cores)
     else:
         import pymc as pm
 
+        backend, precision = "pytensor", "float64"
+        run = {"draws": draws, "stopped": "max_draws"}
         with model:
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(cores, chains),
+            idata = pm.sample(draws=draws, tune=tune, chains=chains,
+                              cores=min(cores or os.cpu_count() or 1, chains),
                               random_seed=seed, progressbar=progress,
                               target_accept=target_accept,
                               compute_convergence_checks=False)
@@ -138,15 +161,25 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         for rv in model.free_RVs:
             model.set_initval(rv, None)
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    stats = idata.get("sample_stats")
+    if method != "nuts":  # an approximation has no divergences; its Pareto k is in the metadata
+        post = idata.posterior
+        stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros(
+            (post.sizes["chain"], post.sizes["draw"]), dtype=bool))})
+    stats = {} if stats is None else {"sample_stats": stats[["diverging"]]
+                                      if "diverging" in stats else stats}
     keep = az.InferenceData(posterior=idata.posterior[[v for v in _KEEP if v in idata.posterior]],
-                            sample_stats=idata.sample_stats[["diverging"]]
-                            if "diverging" in idata.sample_stats else idata.sample_stats,
-                            **({"log_likelihood": idata.log_likelihood} if log_likelihood
-                               else {}))
-    diagnostics = diagnose(keep)
+                            **stats, **({"log_likelihood": idata.log_likelihood}
+                                        if log_likelihood else {}))
+    diagnostics = diagnose(keep) if method == "nuts" else \
+        {"pareto_k": pareto_k, "ok": bool(pareto_k <= 0.7)}
     meta = {
         "format": FORMAT,
-        "settings": {"sampler": which, "draws": draws, "tune": tune, "chains": chains,
+        "settings": {"method": method, "sampler": which, "backend": backend,
+                     "precision": precision,
+                     "device": device, "ess_target": ess_target, "max_draws": draws,
+                     "stopped": run["stopped"], "draws": run["draws"], "tune": tune,
+                     "chains": chains,
                      "seed": seed, "target_accept": target_accept, "likelihood": likelihood,
                      **variants, "discrepancy": discrepancy, "runs_mode": runs_mode, "coefs": names,
                      "seconds": round(seconds, 2)},
@@ -163,7 +196,11 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "prior_predictive": prior_predictive(lay, priors, seed=seed),
     }
     keep.posterior.attrs["bayes_prune"] = json.dumps(meta, default=_jsonable)
-    if not diagnostics["ok"]:
+    if method != "nuts":
+        print(f"APPROXIMATE posterior ({method}): Pareto k {pareto_k:.2f} "
+              f"({'<= 0.7' if diagnostics['ok'] else '> 0.7: do not trust its bands'})",
+              file=sys.stderr)
+    elif not diagnostics["ok"]:
         msg = ("SAMPLER DIAGNOSTICS FAILED: " + ", ".join(
             f"{k}={diagnostics[k]:.4g}" for k in THRESHOLDS)
             + " (want max_rhat <= 1.01, ESS >= 400, 0 divergences); treat this posterior "

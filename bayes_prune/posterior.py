@@ -43,6 +43,8 @@ __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
 FORMAT = "bayes_prune.posterior/2"
 QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
+# the shipped posterior of the reference grids (bayes_prune.reference), loaded by that name
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference.nc"
 NEVER_FITTED = "pair never fitted"  # beyond_grid's answer for an (arch, task) with no grid
 _CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
@@ -92,20 +94,26 @@ class Posterior:
     def load(cls, path: str | Path) -> Posterior:
         """Read a posterior written by :meth:`save` (or ``bayes-prune fit``); a file that is
         not a whole one (no ``sample_stats``, no diagnostics) is refused
-        (:func:`bayes_prune.posterior_file.read`)."""
+        (:func:`bayes_prune.posterior_file.read`); ``"reference"`` reads the shipped reference
+        posterior (:mod:`bayes_prune.reference`)."""
+        if str(path) == "reference":
+            from .reference import load
+
+            return load()
         from .posterior_file import read
 
         post, _, meta = read(path)
         return cls(_flatten(post), meta)
 
     def save(self, path: str | Path) -> Path:
-        """Write the posterior as ArviZ InferenceData NetCDF (tmp file, then rename)."""
-        import os
+        """Write the posterior as ArviZ InferenceData NetCDF: to this writer's own temporary
+        file beside ``path`` (:func:`bayes_prune.workers.temp_beside`), then renamed."""
+        from .workers import temp_beside
 
         if self.idata is None:
             raise ValueError("this posterior was loaded from a file; it is already saved")
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = temp_beside(path)
         self.idata.to_netcdf(str(tmp), engine="h5netcdf")
         os.replace(tmp, path)
         return path
@@ -113,6 +121,19 @@ class Posterior:
     @property
     def diagnostics(self) -> dict:
         return self.meta["diagnostics"]
+
+    @property
+    def approximate(self) -> str | None:
+        """``None`` for a NUTS posterior; for ``fit --method pathfinder|advi``, a one-line
+        warning naming the method and its Pareto k (> 0.7: the draws are unreliable)."""
+        method = self.meta["settings"].get("method", "nuts")
+        if method == "nuts":
+            return None
+        k = self.diagnostics.get("pareto_k")
+        k = "not computed" if k is None or not np.isfinite(k) else \
+            f"{k:.2f}" + (" > 0.7: unreliable" if k > 0.7 else "")
+        return (f"APPROXIMATE posterior ({method}, Pareto k {k}): its bands are not NUTS's; "
+                "refit without --method for the final answer")
 
     # -------------------------------------------------------------- queries
     def coefficients(self, arch: str, task: str, rng=None) -> dict[str, np.ndarray]:
@@ -300,12 +321,18 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
-            log_np = self._dense_draws(uniq, dense, eps0, tau, rng)[inv]
+            spread = self._discrepancy_sd(group, uniq)
+            log_np = self._dense_draws(uniq, dense, eps0, tau, spread and spread[0], rng)[inv]
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
-            shift = self._discrepancy_draws(group, uniq, rng)
-            if shift is not None:
-                log_np, log_m = log_np + shift[0][inv], log_m + shift[1][inv]
+            if spread is not None:  # the invariant's discrepancy, beyond the grid only
+                out = np.flatnonzero(spread[1] > 0)
+                z = rng.standard_normal((len(out), self.n_draws), dtype=np.float32)
+                z *= spread[1][out, None]
+                at = np.full(len(uniq), -1)
+                at[out] = np.arange(len(out))
+                hit = np.flatnonzero(at[inv] >= 0)
+                log_m[hit] += z[at[inv[hit]]]
             if band == "prediction":
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
             log_eps = log_eq1(log_m, log_np, np.log(prune.eps_up), prune.gamma,
@@ -324,25 +351,32 @@ class Posterior:
         with ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
             list(pool.map(work, jobs))
 
-    def _dense_draws(self, uniq, dense, eps0, tau, rng) -> np.ndarray:
+    def _dense_draws(self, uniq, dense, eps0, tau, spread, rng) -> np.ndarray:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
         (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
-        from the dense law plus the configuration scatter ``tau``; the law is evaluated once
-        per configuration."""
-        p_u = np.array([k[-1] for k in uniq], dtype=np.float32)[:, None]
-        n_u = np.array([k[CONFIG_KEY.index("n_train")] for k in uniq], dtype=np.float32)[:, None]
-        law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
-        out = law + tau * rng.standard_normal(law.shape, dtype=np.float32)
-        for j, key in enumerate(uniq):
-            c = self._config_index.get(key[:-1])
-            if c is not None:
-                out[j] = self.draws["log_eps_np_config"][:, c]
+        from the dense law plus the configuration scatter ``tau`` and, for those beyond the
+        grid, the discrepancy of sd ``spread`` (``(configurations,)`` or ``None``), both in one
+        normal draw of sd ``sqrt(tau^2 + spread^2)``; the law is evaluated once per untrained
+        configuration."""
+        trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
+        out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
+        new = np.flatnonzero(trained < 0)
+        if len(new):
+            p_u = np.array([uniq[j][-1] for j in new], dtype=np.float32)[:, None]
+            n_u = np.array([uniq[j][CONFIG_KEY.index("n_train")] for j in new],
+                           dtype=np.float32)[:, None]
+            law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
+            sd = tau if spread is None else np.sqrt(tau ** 2 + spread[new, None] ** 2)
+            out[new] = law + sd * rng.standard_normal(law.shape, dtype=np.float32)
+        old = np.flatnonzero(trained >= 0)
+        if len(old):
+            out[old] = self.draws["log_eps_np_config"][:, trained[old]].T
         return out
 
-    def _discrepancy_draws(self, group: str, uniq, rng):
-        """Model-discrepancy offsets ``(dense, invariant)``, each ``(configurations, draws)``,
-        of the configurations ``uniq`` (as for :meth:`_dense_draws`) outside their group's
-        grid: normal with sd ``sqrt(sum_a (k_a d_a)^2)`` over the axes ``a`` of the stored
+    def _discrepancy_sd(self, group: str, uniq):
+        """The model-discrepancy sds ``(dense, invariant)``, each ``(configurations,)``
+        float32, of the configurations ``uniq`` (as for :meth:`_dense_draws`): 0 inside their
+        group's grid, ``sqrt(sum_a (k_a d_a)^2)`` outside it, over the axes ``a`` of the stored
         rates (depth, width, n_train), ``d_a`` the log excess over the grid's largest value and
         ``k_a`` the rate in ``sd_dense`` or ``sd_invariant``
         (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`). ``None`` if none is outside
@@ -354,10 +388,8 @@ class Posterior:
                                   / info[f"max_{a}"], 1.0)) for a in info["sd_dense"]}
         if not any(x.any() for x in d.values()):
             return None
-        z = rng.standard_normal((2, len(uniq), self.n_draws), dtype=np.float32)
-        sd = [np.sqrt(sum((info[name][a] * d[a]) ** 2 for a in d)).astype(np.float32)[:, None]
-              for name in ("sd_dense", "sd_invariant")]
-        return z[0] * sd[0], z[1] * sd[1]
+        return tuple(np.sqrt(sum((info[name][a] * d[a]) ** 2 for a in d)).astype(np.float32)
+                     for name in ("sd_dense", "sd_invariant"))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:

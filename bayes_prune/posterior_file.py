@@ -84,10 +84,14 @@ def read(path: str | Path):
         raise UserError(f"{path}: the posterior's metadata lacks {', '.join(lost)}; written by "
                         f"another version, or not by `bayes-prune fit`; {_HINT}")
     diag = meta.get("diagnostics")
-    lost = [k for k in DIAGNOSTICS if not isinstance(diag, dict) or k not in diag]
+    approximate = isinstance(meta.get("settings"), dict) and \
+        meta["settings"].get("method", "nuts") != "nuts"
+    lost = [k for k in (("pareto_k", "ok") if approximate else DIAGNOSTICS)
+            if not isinstance(diag, dict) or k not in diag]
     if lost:
         raise UserError(f"{path}: the posterior's diagnostics lack {', '.join(lost)}; a "
-                        f"posterior is only used with its R-hat, ESS and divergences; {_HINT}")
+                        "posterior is only used with its R-hat, ESS and divergences (an "
+                        f"approximate one with its Pareto k); {_HINT}")
     if "diverging" not in stats:
         raise UserError(f"{path}: group sample_stats has no 'diverging' (it has: "
                         f"{', '.join(sorted(stats.data_vars)) or 'nothing'}); {_HINT}")

@@ -1,86 +1,178 @@
-"""Fit speed: nutpie vs PyMC's default NUTS vs the least-squares baseline, and query latency.
+"""Fit speed per sampler backend on one model and one grid, and query latency.
 
-One process, the same model and the same synthetic grid (4 groups, 2 archs x 2 tasks, about
-2,000 points). Prints, per method, the wall time including compilation and the minimum
-ESS/s over the sampled variables, then the latency of a query of 10,000 configurations x
-1,000 draws, and a last line that scripts can read:
+One process, the same model and the same grid (default: the reference grids of
+experiments/results, 12,608 points: the four fitting grids and their extrapolation sets;
+``--grid synthetic``: ~2,000 synthetic points). Each backend samples the same fixed number
+of draws (no ESS target, so the work is equal) and prints its wall time including
+compilation, the minimum bulk ESS per second of that wall time over the sampled variables,
+and both as a ratio to nutpie's numba backend:
 
-    fit_nutpie_s=<s> fit_pymc_s=<s> lsq_s=<s> nutpie_min_ess_per_s=<x> query_s=<s>
+- ``nutpie-numba``: nutpie, log density compiled by numba (the default before JAX);
+- ``nutpie-jax64`` / ``nutpie-jax32``: nutpie, log density and gradient by JAX/XLA, float64 /
+  float32 (float64 is ``fit``'s default);
+- ``numpyro`` / ``blackjax`` (``--pymc-jax``): PyMC's JAX samplers, chains in parallel on
+  the CPU's cores.
 
-Usage: python benchmarks/fit_speed.py [--draws 1000] [--tune 1000] [--chains 4] [--skip-pymc]
+``--repeat 2`` runs the backends A, B, A, B: compare ratios, the machine is shared. Then
+the reference fit at ``fit``'s defaults (``--reference-fit``), and query latency: 10,000
+configurations x 1,000 draws in process, and ``bayes-prune query`` (reference posterior,
+one configuration) as a whole process. A last line that scripts can read:
+
+    <backend>_s=<wall> ... query_s=<s> query_process_s=<s>
+
+Usage: python benchmarks/fit_speed.py [--grid reference|synthetic] [--draws 300] [--tune 300]
+       [--chains 4] [--backends nutpie-numba,nutpie-jax64,nutpie-jax32] [--pymc-jax]
+       [--repeat 1] [--reference-fit] [--query-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from bayes_prune import lsq
-from bayes_prune.fit import fit
-from bayes_prune.synthetic import simulate_grid, synthetic_params
+BACKENDS = {"nutpie-numba": ("numba", "float64"), "nutpie-jax64": ("jax", "float64"),
+            "nutpie-jax32": ("jax", "float32")}
 
 
-def benchmark_grid(rng: int = 1) -> pd.DataFrame:
-    """~2,000 points: 24 configurations x 2 seeds x 11 densities (0.4^r) per group, 4 groups."""
+def benchmark_grid(kind: str) -> pd.DataFrame:
+    """The reference grids (12,608 points), or ~2,000 synthetic points (4 groups)."""
+    if kind == "reference":
+        from bayes_prune.reference import read_grid
+
+        return read_grid()
+    from bayes_prune.synthetic import simulate_grid
+
     return simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0, 1), rounds=10, prune_fraction=0.6, seed_sd=0.03,
-                         rel_noise=0.03, n_test=2000, rng=rng)
+                         rel_noise=0.03, n_test=2000, rng=1)
+
+
+def nutpie_run(grid, name: str, args) -> dict:
+    from bayes_prune.fit import fit
+
+    backend, precision = BACKENDS[name]
+    t = time.perf_counter()
+    post = fit(grid, draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
+               discrepancy=False, backend=backend, precision=precision, ess_target=None)
+    return {"wall": time.perf_counter() - t, **post.diagnostics}
+
+
+def pymc_jax_run(grid, name: str, args) -> dict:
+    """PyMC's numpyro or blackjax NUTS on the model ``fit`` builds, chains on parallel CPU
+    devices (XLA_FLAGS set before JAX is imported, in :func:`main`)."""
+    from pymc.sampling.jax import sample_blackjax_nuts, sample_numpyro_nuts
+
+    from bayes_prune.coords import layout
+    from bayes_prune.fit import diagnose
+    from bayes_prune.model import build_model
+    from bayes_prune.priors import Priors
+
+    t = time.perf_counter()
+    lay = layout(grid)
+    model = build_model(lay, Priors().follow(lay))
+    init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
+    for rv in model.free_RVs:
+        model.set_initval(rv, None)
+    sampler = sample_numpyro_nuts if name == "numpyro" else sample_blackjax_nuts
+    with model:
+        idata = sampler(draws=args.draws, tune=args.tune, chains=args.chains,
+                        target_accept=0.95, random_seed=0, initvals=init,
+                        chain_method="parallel", progressbar=False,
+                        compute_convergence_checks=False)
+    return {"wall": time.perf_counter() - t, **diagnose(idata)}
+
+
+def query_latency() -> tuple[float, float]:
+    """Seconds for 10,000 configurations x 1,000 draws in process (reference posterior), and
+    for ``bayes-prune query`` of one configuration as a whole process."""
+    from bayes_prune.posterior import Posterior
+
+    post = Posterior.load("reference")
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"arch": "mlp", "task": "mnist1d",
+                         "depth": rng.integers(1, 5, 10_000),
+                         "width": rng.integers(16, 512, 10_000),
+                         "n_train": rng.integers(1000, 8000, 10_000),
+                         "density": np.exp(rng.uniform(np.log(1e-3), 0, 10_000))})
+    post.summary(rows[:100], level=0.9)  # warm the caches: the first call is not the cost
+    t = time.perf_counter()
+    post.summary(rows, level=0.9)
+    in_process = time.perf_counter() - t
+    cmd = [sys.executable, "-m", "bayes_prune.cli", "query", "--arch", "mlp", "--task",
+           "mnist1d", "--depth", "4", "--width", "256", "--n-train", "8000", "--density", "0.1"]
+    subprocess.run(cmd, capture_output=True, check=True)  # the OS's file cache warm
+    t = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True)
+    return in_process, time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--grid", choices=("reference", "synthetic"), default="reference")
+    ap.add_argument("--draws", type=int, default=300, help="draws per chain (default: 300)")
+    ap.add_argument("--tune", type=int, default=300, help="tuning steps (default: 300)")
     ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--skip-pymc", action="store_true", help="only nutpie and least squares")
-    ap.add_argument("--query-only", action="store_true",
-                    help="a short fit (250 draws x 4 chains) only to time the query")
+    ap.add_argument("--backends", default=",".join(BACKENDS),
+                    help=f"comma-separated, of {', '.join(BACKENDS)}")
+    ap.add_argument("--pymc-jax", action="store_true", help="also numpyro and blackjax")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over the backends")
+    ap.add_argument("--reference-fit", action="store_true",
+                    help="also time the reference fit at fit's defaults (ESS target 400)")
+    ap.add_argument("--query-only", action="store_true", help="only the query latency")
     args = ap.parse_args()
-    grid = benchmark_grid()
-    print(f"grid: {len(grid)} points, 4 groups; {args.chains} chains x {args.draws} draws "
-          f"(+{args.tune} tune)")
-    out = {}
-    if args.query_only:
-        args.draws, args.tune, args.skip_pymc = 250, 300, True
-    for sampler in ("nutpie", "pymc"):
-        if sampler == "pymc" and args.skip_pymc:
-            continue
-        t = time.perf_counter()
-        post = fit(grid, sampler=sampler, draws=args.draws, tune=args.tune, chains=args.chains,
-                   progress=False)
-        wall = time.perf_counter() - t
-        d = post.diagnostics
-        ess_s = d["min_ess_bulk"] / wall
-        out[sampler] = (wall, ess_s)
-        print(f"{sampler:7s} wall {wall:7.1f} s (sampling {post.meta['settings']['seconds']:.1f} s)"
-              f"  min bulk ESS {d['min_ess_bulk']:.0f} ({ess_s:.2f}/s)  max R-hat "
-              f"{d['max_rhat']:.3f}  divergences {d['divergences']}  ok={d['ok']}")
-    t = time.perf_counter()
-    lsq.fit(grid, form="joint")
-    lsq_s = time.perf_counter() - t
-    print(f"lsq     wall {lsq_s:7.2f} s")
+    if args.pymc_jax:  # one XLA CPU device per core, before JAX is imported
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.chains}")
+    warnings.filterwarnings("ignore")
+    names = [] if args.query_only else [b for b in args.backends.split(",") if b]
+    names += ["numpyro", "blackjax"] if args.pymc_jax and not args.query_only else []
+    out: dict[str, list[dict]] = {}
+    if names:
+        grid = benchmark_grid(args.grid)
+        print(f"grid: {args.grid}, {len(grid)} points; {args.chains} chains x {args.draws} "
+              f"draws (+{args.tune} tune), fixed; load {os.getloadavg()[0]:.1f}", flush=True)
+    for _ in range(args.repeat):
+        for name in names:
+            run = nutpie_run if name in BACKENDS else pymc_jax_run
+            try:
+                r = run(grid, name, args)
+            except Exception as exc:  # a backend that does not install or compile here
+                print(f"{name:13s} FAILED: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                continue
+            r["ess_s"] = r["min_ess_bulk"] / r["wall"]
+            out.setdefault(name, []).append(r)
+            base = out.get("nutpie-numba", [None])[-1]
+            ratio = (f"  x{base['wall'] / r['wall']:.2f} faster, ESS/s x"
+                     f"{r['ess_s'] / base['ess_s']:.2f} vs nutpie-numba") if base else ""
+            print(f"{name:13s} wall {r['wall']:6.1f} s  min bulk ESS {r['min_ess_bulk']:5.0f} "
+                  f"({r['ess_s']:5.2f}/s)  max R-hat {r['max_rhat']:.3f}  divergences "
+                  f"{r['divergences']}{ratio}  load {os.getloadavg()[0]:.1f}", flush=True)
+    line = [f"{n}_s={np.median([r['wall'] for r in rs]):.1f}" for n, rs in out.items()]
+    if args.reference_fit:
+        from bayes_prune.fit import fit
+        from bayes_prune.reference import read_grid
 
-    rng = np.random.default_rng(0)
-    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x",
-                         "depth": rng.integers(1, 9, 10_000),
-                         "width": rng.integers(8, 1024, 10_000),
-                         "n_train": rng.integers(500, 60_000, 10_000),
-                         "density": np.exp(rng.uniform(np.log(1e-4), 0, 10_000))})
-    rows["params_total"] = synthetic_params(rows["depth"], rows["width"])
-    thin = post.n_draws // 1000
-    post.draws = {k: v[::max(thin, 1)][:1000] for k, v in post.draws.items()}
-    post.n_draws = post.draws["theta"].shape[0]
-    t = time.perf_counter()
-    post.summary(rows, level=0.9)
-    query_s = time.perf_counter() - t
-    print(f"query   {len(rows)} configurations x {post.n_draws} draws: {query_s:.3f} s")
-    nut = out.get("nutpie", (float("nan"), float("nan")))
-    pym = out.get("pymc", (float("nan"), float("nan")))
-    print(f"fit_nutpie_s={nut[0]:.1f} fit_pymc_s={pym[0]:.1f} lsq_s={lsq_s:.2f} "
-          f"nutpie_min_ess_per_s={nut[1]:.2f} query_s={query_s:.3f}")
+        t = time.perf_counter()
+        post = fit(read_grid(), progress=False)
+        wall, d, s = time.perf_counter() - t, post.diagnostics, post.meta["settings"]
+        print(f"reference fit (defaults: {s['backend']} {s['precision']}, tune {s['tune']}, "
+              f"{s['chains']} chains x {s['draws']} draws, {s['stopped']}): wall {wall:.1f} s, "
+              f"max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} tail "
+              f"{d['min_ess_tail']:.0f}, divergences {d['divergences']}; load "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        line.append(f"reference_fit_s={wall:.1f}")
+    q, qp = query_latency()
+    print(f"query: 10,000 configurations x 1,000 draws in process {q:.3f} s; `bayes-prune "
+          f"query` (reference, one configuration) as a process {qp:.2f} s; load "
+          f"{os.getloadavg()[0]:.1f}")
+    print(" ".join(line + [f"query_s={q:.3f}", f"query_process_s={qp:.2f}"]))
 
 
 if __name__ == "__main__":

@@ -190,6 +190,7 @@ def test_compare_with_a_pair_never_fitted(capsys, tmp_path, monkeypatch):
 
     class Fitted:  # what compare needs to know of a posterior fitted on mlp/digits
         archs, tasks = ["mlp"], ["digits"]
+        approximate = None
 
         def compare(self, *args):
             raise AssertionError("compare reached with a pair it cannot answer")

@@ -1,5 +1,5 @@
-"""The notebooks run top to bottom from the shipped grids (executed with nbclient, in order:
-01 fits and saves the posterior that 02 and 03 load)."""
+"""The notebooks run top to bottom from the shipped grids (executed with nbclient): 01-03
+answer from the shipped reference posterior, 04 fits its own split."""
 
 import os
 import shutil

@@ -1,0 +1,226 @@
+"""NUTS with nutpie: the model compiled for a backend, sampled until its diagnostics are met.
+
+Backends (measured on the four reference grids, ``benchmarks/fit_speed.py``; README "Fit
+speed"): ``jax`` compiles in seconds where ``numba`` takes 35-45 s, and its log density +
+gradient costs about half as much per evaluation; ``float32`` (opt-in) about half as much
+again, but its chains did not mix on the reference grids. ``numba`` stays for machines
+without JAX.
+
+:func:`sample` runs the chains in the background and stops them once every sampled variable
+has bulk and tail ESS and R-hat within :data:`~bayes_prune.fit.THRESHOLDS`-like targets
+(checked every few seconds after ``min_draws``), or at ``max_draws``: a fit draws what its
+diagnostics need, not a fixed count.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Target", "backend_of", "compile_model",
+           "precision_of", "sample"]
+
+BACKENDS = ("auto", "jax", "numba")
+PRECISIONS = ("auto", "float32", "float64")
+DEVICES = ("cpu", "cuda")
+_CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
+
+
+@dataclass(frozen=True)
+class Target:
+    """When the chains may stop: every variable's bulk and tail ESS at least ``ess`` and its
+    R-hat at most ``rhat``, after at least ``min_draws`` draws per chain, checked at every
+    ``block`` draws."""
+
+    ess: float = 400.0
+    rhat: float = 1.01
+    min_draws: int = 200
+    block: int = 50
+    variables: tuple[str, ...] = ()  # those checked; () for all
+
+
+def backend_of(name: str, device: str = "cpu") -> str:
+    """The backend ``name`` resolves to: ``auto`` is ``jax`` when JAX imports, else ``numba``.
+    ``device="cuda"`` needs JAX with a CUDA device."""
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    has_jax = _has_jax()
+    if name == "auto":
+        name = "jax" if has_jax or device == "cuda" else "numba"
+    if name == "jax" and not has_jax:
+        raise UserError("--backend jax: JAX is not installed (pip install 'jax>=0.4.30')")
+    if device == "cuda":
+        if name != "jax":
+            raise UserError("--device cuda samples with JAX; --backend numba runs on the CPU")
+        import jax
+
+        try:
+            jax.devices("cuda")
+        except RuntimeError:
+            raise UserError("--device cuda: JAX sees no CUDA device (install jax[cuda12] on "
+                            "a machine with an NVIDIA GPU)") from None
+    return name
+
+
+def _has_jax() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def precision_of(backend: str, precision: str) -> str:
+    """The precision ``auto`` resolves to: float64 (float32, JAX only, is opt-in)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of "
+                        f"{', '.join(PRECISIONS)}")
+    if precision == "auto":  # float32 left the reference fit unmixed (README, "Fit speed")
+        return "float64"
+    if precision == "float32" and backend != "jax":
+        raise UserError("--precision float32 needs --backend jax")
+    return precision
+
+
+def compile_model(model, backend: str, precision: str = "auto", device: str = "cpu"):
+    """Compile the PyMC ``model`` for nutpie with ``backend`` (``jax`` or ``numba``).
+
+    ``precision`` ``float32`` evaluates the JAX log density and gradient in single precision
+    (the graph's float64 constants rounded; nutpie's integrator stays in float64); ``auto`` is
+    float64 (:func:`precision_of`). The model's initial
+    values (the run latents start at their measured dense errors) become nutpie's initial
+    points, as the JAX path cannot carry them inside the model."""
+    import nutpie
+
+    precision = precision_of(backend, precision)
+    if backend == "numba":
+        return nutpie.compile_pymc_model(model)
+    _jax_setup(device)
+    init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
+    for rv in model.free_RVs:
+        model.set_initval(rv, None)
+    try:
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax",
+                                             initial_points=init)
+    finally:
+        for name, value in init.items():
+            model.set_initval(model[name], value)
+    return _float32(compiled) if precision == "float32" else compiled
+
+
+def _jax_setup(device: str) -> None:
+    """Point JAX at ``device`` and at a persistent compilation cache (XLA's compile of this
+    model takes seconds; ``BAYES_PRUNE_JAX_CACHE=""`` turns the cache off)."""
+    import jax
+
+    jax.config.update("jax_platforms", "cuda,cpu" if device == "cuda" else "cpu")
+    cache = os.environ.get("BAYES_PRUNE_JAX_CACHE",
+                           os.path.join(os.path.expanduser("~"), ".cache", "bayes_prune", "jax"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _float32(compiled):
+    """``compiled`` (nutpie's JAX model) with its log density and gradient traced and run with
+    64-bit types off: float64 constants become float32, the sampler still sees float64."""
+    import dataclasses
+
+    import jax
+
+    raw = compiled._raw_logp_fn
+    names = list(compiled._shared_data)
+
+    def value_and_grad(x, *shared):
+        return jax.value_and_grad(lambda x: raw(x, *shared)[0])(x)
+
+    jitted = jax.jit(value_and_grad)
+
+    def make_logp_fn():
+        def logp(x, **shared):
+            with jax.enable_x64(False), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "float64 ... truncated"
+                value, grad = jitted(np.asarray(x, np.float32),
+                                     *[shared[n] for n in names])
+                return float(value), np.asarray(grad, dtype=np.float64)
+        return logp
+
+    return dataclasses.replace(compiled, _make_logp_func=make_logp_fn)
+
+
+def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
+           target: Target | None, progress: bool, low_rank: bool, target_accept: float,
+           cores: int | None = None):
+    """Sample ``chains`` chains of ``tune`` + up to ``max_draws`` draws; with a ``target``,
+    stop as soon as the draws so far meet it (:class:`Target`). Returns ``(idata, info)``:
+    the posterior truncated to the shortest chain, and ``{"draws": per chain, "stopped":
+    "target" | "max_draws"}``. All chains run at once (``cores`` defaults to ``chains``):
+    chains queued behind others could not stop early."""
+    import nutpie
+
+    run = nutpie.sample(compiled, draws=max_draws, tune=tune, chains=chains,
+                        cores=cores or chains, seed=seed, progress_bar=progress,
+                        low_rank_modified_mass_matrix=low_rank, target_accept=target_accept,
+                        save_warmup=False, blocking=target is None)
+    if target is None:
+        return run, {"draws": max_draws, "stopped": "max_draws"}
+    # checked at whole blocks of draws, in order: where it stops depends on the draws only,
+    # never on when a check ran, so a seed gives the same posterior
+    block, checked = target.block, max(target.min_draws // target.block, 1) - 1
+    while not _finished(run):
+        time.sleep(_CHECK_EVERY)
+        try:
+            with warnings.catch_warnings():  # arviz: "more chains than draws" early on
+                warnings.simplefilter("ignore")
+                so_far = _truncate(run.inspect())
+        except Exception:  # a trace caught between two batches: look again next time
+            continue
+        for k in range(checked + 1, so_far.posterior.sizes.get("draw", 0) // block + 1):
+            checked = k
+            if _meets(so_far.isel(draw=slice(0, k * block)), target):
+                idata = run.abort()
+                return idata.isel(draw=slice(0, k * block)), {"draws": k * block,
+                                                              "stopped": "target"}
+    idata = _truncate(run.wait())
+    return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "max_draws"}
+
+
+def _finished(run) -> bool:
+    try:
+        return run.is_finished
+    except TimeoutError:  # nutpie's sampler busy: still running
+        return False
+
+
+def _truncate(idata):
+    """Every chain cut to the shortest one's finished draws (nutpie pads the rest with NaN)."""
+    post = idata.posterior
+    if post.sizes.get("draw", 0) == 0:
+        return idata
+    var = next(iter(post.data_vars))
+    done = np.isfinite(post[var].to_numpy().reshape(post.sizes["chain"], post.sizes["draw"], -1)
+                       ).all(axis=-1).sum(axis=1)
+    n = int(done.min())
+    return idata.isel(draw=slice(0, n))
+
+
+def _meets(idata, target: Target) -> bool:
+    import arviz as az
+
+    post = idata.posterior
+    if target.variables:
+        post = post[[v for v in target.variables if v in post]]
+    if post.sizes.get("draw", 0) < target.min_draws:
+        return False
+    if float(az.rhat(post).to_array().max()) > target.rhat:
+        return False
+    return all(float(az.ess(post, method=m).to_array().min()) >= target.ess
+               for m in ("bulk", "tail"))

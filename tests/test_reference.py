@@ -1,0 +1,123 @@
+"""The shipped reference posterior (bayes_prune.reference): it loads, its format is current, it
+was fitted on the shipped reference grids as they are now, and the commands answer from it
+without a posterior file."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bayes_prune import reference
+from bayes_prune.posterior import FORMAT, REFERENCE, Posterior
+
+# Until `bayes-prune reference refresh` has written the file (it is regenerated once the model
+# settles); once shipped, every test below guards it.
+pytestmark = pytest.mark.skipif(not REFERENCE.is_file(),
+                                reason="no shipped reference posterior yet: run "
+                                       "`bayes-prune reference refresh`")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "bayes_prune.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def post():
+    return reference.load()
+
+
+def test_it_loads_small_float32_and_in_the_current_format(post):
+    assert post.meta["format"] == FORMAT
+    assert post.n_draws == reference.DRAWS
+    assert set(post.draws) == set(reference.KEEP)
+    assert all(v.dtype == np.float32 for v in post.draws.values())
+    assert REFERENCE.stat().st_size < 3_000_000
+    assert post.meta["reference"]["grids"] == list(reference.GRIDS)
+    assert post.diagnostics["ok"]
+
+
+def test_it_was_fitted_on_the_shipped_grids_as_they_are(post):
+    """Fails when a reference CSV changes: run `bayes-prune reference refresh`."""
+    assert post.meta["provenance"]["grid_sha256"] == reference.grid_hash(reference.read_grid()), \
+        "the reference grids changed since the shipped posterior was fitted: " \
+        "run `bayes-prune reference refresh`"
+
+
+def test_it_was_fitted_at_fit_defaults(post):
+    import inspect
+
+    from bayes_prune.fit import fit
+
+    defaults = {k: v.default for k, v in inspect.signature(fit).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    s = post.meta["settings"]
+    for key in ("tune", "chains", "likelihood", "target_accept", "p_depends_on_n",
+                "gamma_depends_on_n", "curved", "discrepancy", "runs_mode", "ess_target"):
+        assert s[key] == defaults[key], key
+
+
+def test_query_answers_from_it_with_no_posterior_given():
+    args = ("--arch", "mlp", "--task", "mnist1d", "--depth", 4, "--width", 256, "--n-train",
+            8000, "--density", 0.1, "--json")
+    named, default = _cli("query", "reference", *args), _cli("query", *args)
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout) == json.loads(default.stdout)
+    row = json.loads(named.stdout)[0]
+    assert 0 < row["lower"] < row["median"] < row["upper"] < 1
+    assert "shipped reference" in named.stderr
+
+
+def test_compare_and_design_answer_from_it():
+    out = _cli("compare", "--coef", "gamma", "--a", "mlp/mnist1d", "--b", "mlp/fashion-mnist",
+               "--json")
+    assert out.returncode == 0, out.stderr
+    assert 0 <= json.loads(out.stdout)["p_a_greater"] <= 1
+    out = _cli("design", "--target-error", 0.45, "--prob", 0.8, "--top", 3, "--json")
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_api_loads_it_by_name_and_the_fast_reader_agrees_with_xarray(post):
+    assert Posterior.load("reference").meta == post.meta
+    slow = Posterior.load(REFERENCE)  # a path: through xarray
+    assert slow.meta == post.meta and set(slow.draws) == set(post.draws)
+    for name, draws in post.draws.items():
+        np.testing.assert_array_equal(draws, slow.draws[name])
+
+
+def test_an_approximate_posterior_says_so_in_every_command(post, tmp_path):
+    import json as _json
+
+    import xarray as xr
+
+    with xr.open_dataset(REFERENCE, group="posterior", engine="h5netcdf") as ds:
+        ds = ds.load()
+    meta = _json.loads(ds.attrs["bayes_prune"])
+    meta["settings"]["method"] = "advi"
+    meta["diagnostics"] = {"pareto_k": 1.3, "ok": False}
+    ds.attrs["bayes_prune"] = _json.dumps(meta)
+    ds.to_netcdf(tmp_path / "advi.nc", group="posterior", engine="h5netcdf")
+    with xr.open_dataset(REFERENCE, group="sample_stats", engine="h5netcdf") as stats:
+        stats.load().to_netcdf(tmp_path / "advi.nc", group="sample_stats", mode="a",
+                               engine="h5netcdf")
+    assert "Pareto k 1.30 > 0.7" in Posterior.load(tmp_path / "advi.nc").approximate
+    for cmd in (("query", tmp_path / "advi.nc", "--arch", "mlp", "--task", "mnist1d", "--depth",
+                 2, "--width", 64, "--n-train", 2000, "--density", 0.1),
+                ("compare", tmp_path / "advi.nc", "--coef", "gamma", "--a", "mlp/mnist1d",
+                 "--b", "mlp/fashion-mnist")):
+        out = _cli(*cmd)
+        assert out.returncode == 0, out.stderr
+        assert "APPROXIMATE posterior (advi" in out.stderr
+
+
+def test_a_query_of_the_reference_imports_no_torch_pymc_or_jax():
+    code = ("import sys, json\nfrom bayes_prune.cli import main\n"
+            "rc = main(['query', '--arch', 'mlp', '--task', 'mnist1d', '--depth', '4', "
+            "'--width', '256', '--n-train', '8000', '--density', '0.1', '--json'])\n"
+            "print(json.dumps([rc] + [m in sys.modules for m in ('torch', 'pymc', 'pytensor', "
+            "'jax')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False, False, False, False]
