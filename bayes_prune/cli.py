@@ -647,11 +647,15 @@ def _add_variants(p) -> None:
                         "wider, more data) by the law's extrapolation miss, as measured by "
                         "nested splits of the grid (fit up to a depth, width or n_train, predict "
                         "beyond it); on by default")
+    p.add_argument("--ar1", action="store_true",
+                   help="correlate the residuals of a run's successive rounds (AR(1) per "
+                        "group): a trajectory then counts for fewer independent points, and "
+                        "the coefficients' bands widen accordingly")
 
 
 def _variants(args) -> dict:
     return {**{k: getattr(args, k) for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
-            "discrepancy": not args.no_discrepancy}
+            "discrepancy": not args.no_discrepancy, "ar1": args.ar1}
 
 
 def _add_evaluate(sub) -> None:

@@ -42,7 +42,7 @@ __all__ = ["fit", "diagnose", "THRESHOLDS"]
 SAMPLERS = ("auto", "nutpie", "pymc")
 THRESHOLDS = {"max_rhat": 1.01, "min_ess_bulk": 400.0, "min_ess_tail": 400.0,
               "divergences": 0}
-_KEEP = ["theta", "sigma", "sigma_seed", "tau", "log_eps_np_config", "log_eps_np_run"]
+_KEEP = ["theta", "sigma", "sigma_seed", "tau", "rho", "log_eps_np_config", "log_eps_np_run"]
 
 
 def _sampler(name: str) -> str:
@@ -80,7 +80,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
         low_rank: bool = True, runs_mode: str = "latent",
         target_accept: float = 0.95, gamma_depends_on_n: bool = False,
-        curved: bool = False, discrepancy: bool = True, backend: str = "auto",
+        curved: bool = False, discrepancy: bool = True, ar1: bool = False,
+        backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
         ess_target: float | None = THRESHOLDS["min_ess_bulk"], method: str = "nuts"
         ) -> Posterior:
@@ -114,7 +115,11 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,
                 "curved": curved}
-    model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, **variants)
+    if ar1 and log_likelihood:
+        raise UserError("--loo needs independent points: the AR(1) residuals (--ar1) have no "
+                        "pointwise log likelihood")
+    model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, ar1=ar1,
+                        **variants)
     which = _sampler(sampler)
     start = time.perf_counter()
     if method != "nuts":
@@ -181,7 +186,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
                      "stopped": run["stopped"], "draws": run["draws"], "tune": tune,
                      "chains": chains,
                      "seed": seed, "target_accept": target_accept, "likelihood": likelihood,
-                     **variants, "discrepancy": discrepancy, "runs_mode": runs_mode, "coefs": names,
+                     **variants, "discrepancy": discrepancy, "ar1": ar1, "runs_mode": runs_mode,
+                     "coefs": names,
                      "seconds": round(seconds, 2)},
         "priors": priors.to_dict(),
         "diagnostics": diagnostics,

@@ -96,12 +96,15 @@ def coef_names(p_depends_on_n: bool = False, gamma_depends_on_n: bool = False,
 def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "normal",
                 p_depends_on_n: bool = False, observed: bool = True,
                 runs_mode: str = "latent", gamma_depends_on_n: bool = False,
-                curved: bool = False) -> pm.Model:
+                curved: bool = False, ar1: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
     ``"latent"`` samples every run's dense error; ``"measured"`` conditions on it.
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
-    (:mod:`bayes_prune.coords`)."""
+    (:mod:`bayes_prune.coords`). ``ar1`` correlates the residuals of a run's successive
+    rounds (:func:`_ar1_loglik`; normal likelihood only)."""
+    if ar1 and likelihood != "normal":
+        raise UserError("the AR(1) residuals need the normal likelihood (--likelihood normal)")
     if runs_mode not in RUNS_MODES:
         raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
     if likelihood not in LIKELIHOODS:
@@ -169,7 +172,11 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         eps = pt.clip(pt.exp(mean), 1e-6, 1 - 1e-6)
         sd = pt.sqrt(sigma[pg] ** 2 + (1 - eps) / (p["n_test"].to_numpy(float) * eps))
         obs = np.log(observed_errors(p)) if observed else None
-        if likelihood == "normal":
+        if ar1 and observed:
+            rho = pm.Beta("rho", *priors.rho, dims="group")
+            prev = previous_point(p)
+            pm.Potential("log_err", _ar1_loglik(obs, mean, sd, rho[pg], prev))
+        elif likelihood == "normal":
             pm.Normal("log_err", mean, sd, observed=obs, dims="point")
         else:
             pm.StudentT("log_err", nu=4.0, mu=mean, sigma=sd, observed=obs, dims="point")
@@ -195,6 +202,33 @@ def run_dense_points(lay: Layout, require: bool = False) -> tuple[np.ndarray, np
             + ": runs_mode 'measured' conditions every run on its measured dense error; "
               "use runs_mode 'latent' (the default)")
     return y, n
+
+
+def previous_point(points: pd.DataFrame) -> np.ndarray:
+    """Per row of ``points``: the position of the same run's point of the round before
+    (the latest earlier round present), or -1 for a run's first point."""
+    order = np.lexsort((points["round"].to_numpy(), points["run_idx"].to_numpy()))
+    run = points["run_idx"].to_numpy()[order]
+    prev = np.full(len(points), -1)
+    same = np.r_[False, run[1:] == run[:-1]]
+    prev[order[same]] = order[np.flatnonzero(same) - 1]
+    return prev
+
+
+def _ar1_loglik(obs, mean, sd, rho, prev, xp=pt):
+    """Log likelihood of the observed log errors when each run's standardized residuals
+    ``e = (obs - mean) / sd`` follow a stationary AR(1) in the round with coefficient ``rho``
+    (per point, its group's): ``e_1 ~ N(0, 1)``, ``e_k | e_(k-1) ~ N(rho e_(k-1), 1 - rho^2)``.
+    Each point keeps its marginal ``N(mean, sd)``; successive rounds of a run share their
+    miss, so a trajectory of 30 points counts for fewer than 30 independent ones. ``prev``
+    is :func:`previous_point`."""
+    e = (obs - mean) / sd
+    has = prev >= 0
+    r = rho * has
+    cond_mean = r * e[np.where(has, prev, 0)]
+    cond_var = 1.0 - r ** 2
+    return xp.sum(-0.5 * (e - cond_mean) ** 2 / cond_var - 0.5 * xp.log(cond_var)
+                  - xp.log(sd)) - 0.5 * len(obs) * np.log(2 * np.pi)
 
 
 def run_start(lay: Layout, y: np.ndarray) -> np.ndarray:

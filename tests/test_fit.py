@@ -217,3 +217,40 @@ def test_law_variants_fit_with_loo_and_answer_queries(tmp_path):
     fixed = post.summary(rows)
     assert np.log(fixed["upper"] / fixed["lower"]).to_numpy()[2] < 0.9 * width[2]
     assert set(post.natural("syn-a", "syn-x")) >= {"phi2", "psi2", "gamma", "p_prime"}
+
+
+def test_ar1_likelihood_is_the_exact_multivariate_normal_of_a_run():
+    from scipy.stats import multivariate_normal
+
+    from bayes_prune.model import _ar1_loglik, previous_point
+
+    # runs interleaved and out of order: each point's predecessor is its run's previous round
+    pts = pd.DataFrame({"run_idx": [1, 0, 0, 1, 0, 1], "round": [1, 2, 0, 0, 1, 3]})
+    np.testing.assert_array_equal(previous_point(pts), [3, 4, -1, -1, 2, 0])
+    rng = np.random.default_rng(0)
+    n, rho = 7, 0.6
+    sd, mean, obs = rng.uniform(0.5, 2, n), rng.normal(size=n), rng.normal(size=n)
+    lags = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    exact = multivariate_normal(mean, np.outer(sd, sd) * rho ** lags).logpdf(obs)
+    got = _ar1_loglik(obs, mean, sd, np.full(n, rho), np.r_[-1, np.arange(n - 1)], xp=np)
+    assert got == pytest.approx(exact, rel=1e-12)
+    # rho = 0: independent normals
+    indep = _ar1_loglik(obs, mean, sd, np.zeros(n), np.r_[-1, np.arange(n - 1)], xp=np)
+    assert indep == pytest.approx(sum(multivariate_normal(m, s ** 2).logpdf(o)
+                                      for m, s, o in zip(mean, sd, obs, strict=True)))
+
+
+def test_ar1_fit_stores_rho_and_refuses_loo_and_student(tmp_path):
+    from bayes_prune.fit import fit
+
+    grid = _grid()
+    with pytest.raises(UserError, match="--loo needs independent points"):
+        fit(grid, ar1=True, log_likelihood=True, progress=False)
+    with pytest.raises(UserError, match="normal likelihood"):
+        fit(grid, ar1=True, likelihood="student", progress=False)
+    post = fit(grid, ar1=True, draws=300, tune=300, chains=2, seed=1, progress=False,
+               ess_target=None)
+    assert post.meta["settings"]["ar1"] is True
+    rho = post.idata.posterior["rho"].to_numpy()
+    assert rho.shape[-1] == len(post.groups) and ((rho > 0) & (rho < 1)).all()
+    assert np.isfinite(post.summary(grid.head(20))["median"]).all()
