@@ -303,12 +303,16 @@ class Posterior:
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
             pivot = self._pivot(arch, task)
+            # the invariant's discrepancy draws from a stream of its own: the other draws of
+            # a row do not depend on whether, or how many, rows lie beyond the grid
             jobs += [(theta, noise, eps0, n_test_group, pivot, idx[a:a + _CHUNK],
-                      np.random.default_rng([seed, g, a]), f"{arch}/{task}")
+                      np.random.default_rng([seed, g, a]),
+                      np.random.default_rng([seed, g, a, 1]), f"{arch}/{task}")
                      for a in range(0, len(idx), _CHUNK)]
 
         def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, group = job
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, rng_m, group \
+                = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
@@ -327,7 +331,7 @@ class Posterior:
                                   prune.psi)  # log_error without exp and log of eps_np
             if spread is not None:  # the invariant's discrepancy, beyond the grid only
                 out = np.flatnonzero(spread[1] > 0)
-                z = rng.standard_normal((len(out), self.n_draws), dtype=np.float32)
+                z = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
                 z *= spread[1][out, None]
                 at = np.full(len(uniq), -1)
                 at[out] = np.arange(len(out))
