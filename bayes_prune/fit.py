@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-# pytensor's C backend warns at import when it finds no BLAS; nutpie samples through numba,
+# pytensor's C backend warns at import when it finds no BLAS; nutpie samples through JAX or numba,
 # and this model has no matrix products worth a BLAS: the warning only alarms users.
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
