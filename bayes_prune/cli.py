@@ -709,6 +709,12 @@ def _run_evaluate(args) -> None:
     elif args.leave_configs_out is not None:
         fit_grid, held = evaluate.interior_configs(grid, args.leave_configs_out, args.seed)
         fit_source = f"{' + '.join(args.grid)} (--leave-configs-out)"
+        from .grid import CONFIG_KEY
+
+        out = held[CONFIG_KEY].drop_duplicates()
+        print(f"held out ({len(out)} interior configuration(s), --seed {args.seed}): "
+              + "; ".join(f"{r.arch}/{r.task} depth {r.depth} width {r.width} n_train "
+                          f"{r.n_train}" for r in out.itertuples(index=False)), file=sys.stderr)
     else:
         fit_grid, held = grid, _read_grids(args.holdout)
         fit_source = " + ".join(args.grid)

@@ -136,6 +136,24 @@ def test_interior_configurations_are_held_out_between_trained_ones():
         evaluate.interior_configs(grid, 20)
 
 
+def test_leave_configs_out_says_which_configurations_it_held_out(tmp_path, capsys):
+    import json
+
+    from bayes_prune.cli import main
+    from bayes_prune.grid import write_grid
+
+    grid = simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
+                         seeds=(0,), rel_noise=0.03)
+    write_grid(grid, tmp_path / "g.csv")
+    assert main(["evaluate", str(tmp_path / "g.csv"), "--leave-configs-out", "1",
+                 "--methods", "lsq", "--json"]) == 0
+    out = capsys.readouterr()
+    named = out.err.split("held out (")[1].splitlines()[0]
+    held = {r["arch"] + "/" + r["task"] for r in json.loads(out.out)}
+    assert named.startswith(f"{len(held)} interior configuration(s), --seed 0): ")
+    assert all(g in named for g in held) and named.count("depth 3 width") == len(held)
+
+
 def test_leave_group_out_fits_on_the_other_groups_held_out_rows(split, monkeypatch):
     fit, held = split
     seen = []
