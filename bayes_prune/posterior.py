@@ -270,9 +270,11 @@ class Posterior:
     def _params(self, rows: pd.DataFrame) -> np.ndarray:
         if "params_total" in rows and rows["params_total"].notna().all():
             return rows["params_total"].to_numpy(float)
-        keys = rows[["task", "arch", "depth", "width"]].itertuples(index=False)
-        return np.array([self._sizes.get(tuple(k)) or _family_params(k[1], k[0], k[2], k[3])
-                         for k in keys], dtype=float)
+        cols = ["task", "arch", "depth", "width"]
+        codes, uniq = pd.MultiIndex.from_frame(rows[cols]).factorize()  # a count per network
+        sizes = np.array([self._sizes.get(tuple(k)) or _family_params(k[1], k[0], k[2], k[3])
+                          for k in uniq], dtype=float)
+        return sizes[codes]
 
     def predict_draws(self, rows: pd.DataFrame, band: str = "expected",
                       seed: int = 0) -> np.ndarray:
