@@ -48,6 +48,7 @@ __all__ = [
     "RUN_KEY",
     "validate",
     "read_grid",
+    "read_grids",
     "write_grid",
     "run_key",
     "random_errors",
@@ -236,6 +237,15 @@ def read_grid(path: str | os.PathLike) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable grid file ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return validate(df, source=str(path))
+
+
+def read_grids(paths) -> pd.DataFrame:
+    """Read several grid files as one validated grid (one file: as :func:`read_grid`); the
+    checks that span files (a duplicated key across two of them) run on the whole."""
+    grids = [read_grid(p) for p in paths]
+    if len(grids) == 1:
+        return grids[0]
+    return validate(pd.concat(grids, ignore_index=True), source=" + ".join(map(str, paths)))
 
 
 def write_grid(df: pd.DataFrame, path: str | os.PathLike) -> Path:
