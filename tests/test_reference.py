@@ -121,3 +121,10 @@ def test_a_query_of_the_reference_imports_no_torch_pymc_or_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False, False, False, False]
+
+
+def test_reference_show_prints_its_provenance_and_diagnostics(post):
+    out = _cli("reference", "show")
+    assert out.returncode == 0, out.stderr
+    assert post.meta["provenance"]["grid_sha256"] in out.stdout
+    assert f"{post.n_draws} draws kept" in out.stdout and "divergences 0" in out.stdout
