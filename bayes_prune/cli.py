@@ -22,8 +22,7 @@ from .cli_answer import (
 )
 from .cli_grid import _add_grid, _add_import
 from .errors import UserError
-
-TUNE = 1000  # tuning steps per chain of fit and demo (500 not yet shown to be enough)
+from .sampler import TUNE, Target
 
 DESCRIPTION = """\
 Pruning scaling laws as a Bayesian, predictive instrument.
@@ -134,8 +133,9 @@ def _add_demo(sub) -> None:
 def _reference_grids(directory) -> list:
     from pathlib import Path
 
-    d = Path(directory) if directory else Path(__file__).resolve().parents[1] / "experiments" / \
-        "results"
+    from .reference import RESULTS
+
+    d = Path(directory) if directory else RESULTS
     if directory and not d.is_dir():
         raise UserError(f"--reference {directory}: no such directory")
     return sorted(d.glob("*.csv")) if d.is_dir() else []
@@ -253,10 +253,10 @@ def _add_fit(sub) -> None:
                         "met (default: 1000)")
     p.add_argument("--tune", type=int, default=TUNE,
                    help=f"tuning steps per chain (default: {TUNE})")
-    p.add_argument("--ess-target", type=float, default=400.0, metavar="ESS",
+    p.add_argument("--ess-target", type=float, default=Target.ess, metavar="ESS",
                    help="stop drawing once every variable's bulk and tail ESS reach ESS and "
                         "R-hat is <= 1.01, checked every 50 draws (nutpie; 0: exactly --draws; "
-                        "default: 400)")
+                        f"default: {Target.ess:g})")
     p.add_argument("--chains", type=int, default=4, help="chains (default: 4)")
     p.add_argument("--method", choices=("nuts", "advi", "pathfinder"), default="nuts",
                    help="'advi' or 'pathfinder' (needs pymc-extras): an APPROXIMATE "
@@ -289,12 +289,6 @@ def _add_fit(sub) -> None:
     p.set_defaults(func=_run_fit)
 
 
-def _read_grids(paths) -> pd.DataFrame:  # noqa: F821
-    from .grid import read_grids
-
-    return read_grids(paths)
-
-
 def _run_fit(args) -> None:
     import json as _json
     from pathlib import Path
@@ -315,8 +309,10 @@ def _run_fit(args) -> None:
             priors = Priors.from_dict(_json.loads(Path(args.priors).read_text()))
         except (OSError, ValueError) as exc:
             raise UserError(f"--priors {args.priors}: {exc}") from None
-    grid = _read_grids(args.grid)
     from .fit import fit
+    from .grid import read_grids
+
+    grid = read_grids(args.grid)
 
     post = fit(grid, sampler=args.sampler, draws=args.draws, tune=args.tune,
                chains=args.chains, seed=args.seed, cores=args.cores,
@@ -431,11 +427,12 @@ def _add_evaluate(sub) -> None:
 
 def _run_evaluate(args) -> None:
     from . import evaluate
+    from .grid import read_grids
     from .inputs import check_least_squares, least_squares_groups
 
     if args.leave_group_out and not args.holdout:
         raise UserError("--leave-group-out needs --holdout (the groups' held-out sets)")
-    grid = _read_grids(args.grid)
+    grid = read_grids(args.grid)
     if args.split:
         fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
         fit_source = f"{' + '.join(args.grid)} (--split {args.split})"
@@ -449,7 +446,7 @@ def _run_evaluate(args) -> None:
               + "; ".join(f"{r.arch}/{r.task} depth {r.depth} width {r.width} n_train "
                           f"{r.n_train}" for r in out.itertuples(index=False)), file=sys.stderr)
     else:
-        fit_grid, held = grid, _read_grids(args.holdout)
+        fit_grid, held = grid, read_grids(args.holdout)
         fit_source = " + ".join(args.grid)
     if {"lsq", "bootstrap"} & set(args.methods):
         check_least_squares(fit_grid, fit_source)

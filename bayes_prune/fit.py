@@ -8,7 +8,6 @@ grid's provenance and the model's settings in the posterior group's ``bayes_prun
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 from .coords import layout  # noqa: E402
 from .discrepancy import extrapolation_discrepancy  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .grid import grid_hash  # noqa: E402
 from .model import (  # noqa: E402
     Priors,
     build_model,
@@ -35,7 +35,7 @@ from .model import (  # noqa: E402
     prior_predictive,
 )
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
-from .sampler import Target, backend_of, compile_model, precision_of, sample  # noqa: E402
+from .sampler import TUNE, Target, backend_of, compile_model, precision_of, sample  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -74,7 +74,7 @@ def diagnose(idata) -> dict:
     return out
 
 
-def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int = 1000,
+def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int = TUNE,
         chains: int = 4, seed: int = 0, cores: int | None = None, likelihood: str = "normal",
         p_depends_on_n: bool = False, priors: Priors | None = None,
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
@@ -83,7 +83,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         curved: bool = False, discrepancy: bool = True, ar1: bool = False,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
-        ess_target: float | None = THRESHOLDS["min_ess_bulk"], method: str = "nuts"
+        ess_target: float | None = Target.ess, method: str = "nuts"
         ) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
@@ -192,8 +192,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
         "priors": priors.to_dict(),
         "diagnostics": diagnostics,
         "provenance": {"source": source, "points": int(len(grid)),
-                       "grid_sha256": hashlib.sha256(
-                           pd.util.hash_pandas_object(grid, index=False).values).hexdigest(),
+                       "grid_sha256": grid_hash(grid),
                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "archs": lay.archs, "tasks": lay.tasks, "centres": lay.centres.__dict__,
         "groups": lay.groups.to_dict(orient="list"),

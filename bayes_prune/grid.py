@@ -50,6 +50,7 @@ __all__ = [
     "read_grid",
     "read_grids",
     "write_grid",
+    "grid_hash",
     "run_key",
     "random_errors",
 ]
@@ -246,6 +247,14 @@ def read_grids(paths) -> pd.DataFrame:
     if len(grids) == 1:
         return grids[0]
     return validate(pd.concat(grids, ignore_index=True), source=" + ".join(map(str, paths)))
+
+
+def grid_hash(df: pd.DataFrame) -> str:
+    """SHA-256 of a grid's rows: what ``fit`` stores as ``provenance.grid_sha256``, and what
+    tells a posterior's grid from another (the shipped reference's test compares them)."""
+    import hashlib
+
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values).hexdigest()
 
 
 def write_grid(df: pd.DataFrame, path: str | os.PathLike) -> Path:

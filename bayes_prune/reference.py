@@ -11,7 +11,7 @@ right after install, before any fit. The file is kept small: float32, :data:`DRA
 thinned evenly from the fit's chains, and only what queries read (``theta``, ``sigma``,
 ``sigma_seed``, ``tau``, ``log_eps_np_config``).
 
-It records the SHA-256 of the grid it was fitted on (:func:`grid_hash`, as ``fit`` stores it),
+It records the SHA-256 of the grid it was fitted on (:func:`bayes_prune.grid.grid_hash`),
 so a test can tell when the shipped CSVs changed and the file went stale; :func:`refresh`
 (``bayes-prune reference refresh``) refits and rewrites it in one command.
 """
@@ -25,19 +25,20 @@ import numpy as np
 from .errors import UserError
 from .posterior import FORMAT, REFERENCE, Posterior
 
-__all__ = ["GRIDS", "DRAWS", "grid_paths", "read_grid", "grid_hash", "refresh", "load"]
+__all__ = ["GRIDS", "DRAWS", "RESULTS", "grid_paths", "read_grid", "refresh", "load"]
 
 GRIDS = tuple(f"{g}{part}" for part in ("", "_extrapolation")  # in experiments/results
               for g in ("mnist1d_mlp", "fashion_mlp", "mnist1d_cnn", "fashion_cnn"))
 DRAWS = 1000  # what queries need: a 90 % HDI's ends move by ~1 % of its width at 1,000
+# the reference grids of a source checkout (an installed package has only the posterior)
+RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 KEEP = ("theta", "sigma", "sigma_seed", "tau", "log_eps_np_config")
 
 
 def grid_paths(directory: str | Path | None = None) -> list[Path]:
     """The reference grids' CSVs in ``directory`` (default: the source checkout's
     ``experiments/results``), in :data:`GRIDS` order."""
-    d = Path(directory) if directory else Path(__file__).resolve().parents[1] / "experiments" \
-        / "results"
+    d = Path(directory) if directory else RESULTS
     paths = [d / f"{name}.csv" for name in GRIDS]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -49,23 +50,9 @@ def grid_paths(directory: str | Path | None = None) -> list[Path]:
 def read_grid(directory: str | Path | None = None):
     """The reference grids (:data:`GRIDS`) as one validated error grid, as the reference fit saw
     it."""
-    import pandas as pd
+    from .grid import read_grids
 
-    from .grid import read_grid as read
-    from .grid import validate
-
-    paths = grid_paths(directory)
-    return validate(pd.concat([read(p) for p in paths], ignore_index=True),
-                    source=" + ".join(str(p) for p in paths))
-
-
-def grid_hash(grid) -> str:
-    """SHA-256 of a grid's rows, the hash ``fit`` stores as ``provenance.grid_sha256``."""
-    import hashlib
-
-    import pandas as pd
-
-    return hashlib.sha256(pd.util.hash_pandas_object(grid, index=False).values).hexdigest()
+    return read_grids(grid_paths(directory))
 
 
 def load(path: str | Path = REFERENCE) -> Posterior:

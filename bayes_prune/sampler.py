@@ -23,12 +23,15 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Target", "backend_of", "compile_model",
+__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "TUNE", "Target", "backend_of", "compile_model",
            "precision_of", "sample"]
 
 BACKENDS = ("auto", "jax", "numba")
 PRECISIONS = ("auto", "float32", "float64")
 DEVICES = ("cpu", "cuda")
+# tuning steps per chain, fit's and the CLI's default: with 300 the reference fit failed its
+# diagnostics (README, "Fit speed")
+TUNE = 1000
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
 
 
@@ -38,7 +41,7 @@ class Target:
     R-hat at most ``rhat``, after at least ``min_draws`` draws per chain, checked at every
     ``block`` draws."""
 
-    ess: float = 400.0
+    ess: float = 400.0  # the diagnostics' own minimum (fit.THRESHOLDS)
     rhat: float = 1.01
     min_draws: int = 200
     block: int = 50
