@@ -21,6 +21,7 @@ from .cli_answer import (
     _plain,
 )
 from .cli_grid import _add_grid, _add_import
+from .cli_suggest import _add_suggest
 from .errors import UserError
 from .sampler import TUNE, Target
 
@@ -476,7 +477,7 @@ def _run_evaluate(args) -> None:
 
 
 COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,
-            _add_plot, _add_compare, _add_evaluate, _add_import, _add_reference)
+            _add_plot, _add_compare, _add_suggest, _add_evaluate, _add_import, _add_reference)
 
 
 def build_parser() -> argparse.ArgumentParser:

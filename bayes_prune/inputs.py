@@ -80,6 +80,20 @@ def _where(source: str | None, row: int, column: str) -> str:
         else f"--{column.replace('_', '-')}"
 
 
+def read_table(path, option: str, required) -> pd.DataFrame:
+    """The CSV at ``path`` (given with ``option``), checked to have the ``required`` columns
+    and then by :func:`check_query_rows`; every problem a one-line :class:`UserError`."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{option} {path}: {exc}") from None
+    missing = [c for c in required if c not in table]
+    if missing:
+        raise UserError(f"{option} {path}: missing column(s) {', '.join(missing)} (needs "
+                        f"{', '.join(required)})")
+    return check_query_rows(table, str(path))
+
+
 def check_query_rows(rows: pd.DataFrame, source: str | None) -> pd.DataFrame:
     """The configurations of a query (from the table ``source``, or from options for None),
     checked: each numeric

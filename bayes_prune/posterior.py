@@ -307,10 +307,10 @@ class Posterior:
             pivot = self._pivot(arch, task)
             # the invariant's discrepancy draws from a stream of its own: the other draws of
             # a row do not depend on whether, or how many, rows lie beyond the grid
-            jobs += [(theta, noise, eps0, n_test_group, pivot, idx[a:a + _CHUNK],
+            jobs += [(theta, noise, eps0, n_test_group, pivot, i,
                       np.random.default_rng([seed, g, a]),
                       np.random.default_rng([seed, g, a, 1]), f"{arch}/{task}")
-                     for a in range(0, len(idx), _CHUNK)]
+                     for a, i in _chunks(rows, idx)]
 
         def work(job):
             theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, rng_m, group \
@@ -466,6 +466,33 @@ class Posterior:
         ok = cand[cand["p_meets"] >= prob]
         return ok.sort_values(["params_nonzero", "p_meets"], ascending=[True, False]) \
             .reset_index(drop=True)
+
+    def suggest(self, candidates: pd.DataFrame, goal, n: int = 10, budget: float | None = None,
+                cost_model=None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+        """The next runs to train for ``goal`` (a :class:`bayes_prune.suggest.Goal`), chosen
+        greedily among ``candidates`` (:func:`bayes_prune.suggest.candidate_runs`) by expected
+        variance reduction per unit cost: see :mod:`bayes_prune.suggest`. Returns the picks
+        in order and a summary (the goal's sd before and after, the cost model)."""
+        from .suggest import suggest
+
+        return suggest(self, candidates, goal, n=n, budget=budget, cost_model=cost_model,
+                       seed=seed)
+
+
+def _chunks(rows: pd.DataFrame, idx: np.ndarray):
+    """``(start, positions)`` chunks of about :data:`_CHUNK` of the rows ``idx``, never
+    splitting a configuration: its rows share one draw of everything but the noise (a curve,
+    or a run's trajectory beside a query of the same configuration)."""
+    codes = pd.MultiIndex.from_frame(rows.iloc[idx][CONFIG_KEY]).factorize()[0]
+    order = np.argsort(codes, kind="stable")
+    idx, codes = idx[order], codes[order]
+    a = 0
+    while a < len(idx):
+        b = min(a + _CHUNK, len(idx))
+        while b < len(idx) and codes[b] == codes[b - 1]:
+            b += 1
+        yield a, idx[a:b]
+        a = b
 
 
 def _check_finite(group: str, rows: pd.DataFrame, terms: dict[str, np.ndarray]) -> None:

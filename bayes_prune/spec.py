@@ -15,6 +15,20 @@ Example (``experiments/mnist1d_mlp.toml``)::
     lr = 0.002
     steps = 2000
 
+Instead of the four lists, a spec may name its runs one by one (``bayes-prune suggest -o``
+writes such specs): one ``[[runs]]`` table per run, with ``depth``, ``width``, ``n_train`` and
+``seed``::
+
+    task = "mnist1d"
+    arch = "mlp"
+    rounds = 40
+
+    [[runs]]
+    depth = 3
+    width = 64
+    n_train = 4000
+    seed = 0
+
 Every run of the grid is a :class:`RunConfig`; its ``run_id`` hashes the run's fields and the
 recipe's non-default fields (so adding a field with a default later keeps old ids).
 """
@@ -33,7 +47,7 @@ from .errors import UserError
 from .families import check as check_arch
 from .tasks import TASKS, task_info
 
-__all__ = ["Recipe", "RunConfig", "GridSpec", "load_spec"]
+__all__ = ["Recipe", "RunConfig", "GridSpec", "load_spec", "spec_text"]
 
 
 _KINDS = {"int": "an integer", "float": "a finite number", "str": "a string",
@@ -138,11 +152,13 @@ class RunConfig:
 
 
 _LISTS = ("depths", "widths", "n_trains", "seeds")
+_RUN_KEYS = ("depth", "width", "n_train", "seed")  # a [[runs]] entry's fields
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """A (task, arch) group's grid: depths x widths x n_trains x seeds, one recipe."""
+    """A (task, arch) group's grid: depths x widths x n_trains x seeds, one recipe; or, when
+    ``listed`` is given, exactly those (depth, width, n_train, seed) runs."""
 
     task: str
     arch: str
@@ -153,12 +169,35 @@ class GridSpec:
     rounds: int = 40
     recipe: Recipe = Recipe()
     name: str = "grid"
+    listed: tuple[tuple[int, int, int, int], ...] | None = None
 
     def runs(self) -> list[RunConfig]:
-        """Every run of the grid, smallest networks first."""
+        """Every run of the grid, smallest networks first (a listed spec: in its order)."""
+        combos = self.listed if self.listed is not None else itertools.product(
+            self.depths, self.widths, self.n_trains, self.seeds)
         return [RunConfig(self.task, self.arch, d, w, n, s, self.rounds, self.recipe)
-                for d, w, n, s in itertools.product(self.depths, self.widths, self.n_trains,
-                                                    self.seeds)]
+                for d, w, n, s in combos]
+
+
+def spec_text(task: str, arch: str, runs, rounds: int = 40, recipe: Recipe = Recipe(),
+              comment: str = "") -> str:
+    """A spec (TOML) that lists ``runs`` ((depth, width, n_train, seed) tuples) one by one, with
+    the recipe's non-default fields; :func:`load_spec` reads it back."""
+    def value(v):
+        return ("true" if v else "false") if isinstance(v, bool) else \
+            json.dumps(v) if isinstance(v, str) else repr(v)
+
+    lines = [f"# {line}" for line in comment.splitlines()]
+    lines += [f"task = {value(task)}", f"arch = {value(arch)}", f"rounds = {int(rounds)}"]
+    default = Recipe()
+    changed = [f for f in fields(Recipe) if getattr(recipe, f.name) != getattr(default, f.name)]
+    if changed:
+        lines += ["", "[recipe]"] + [f"{f.name} = {value(getattr(recipe, f.name))}"
+                                     for f in changed]
+    for run in runs:
+        lines += ["", "[[runs]]"] + [f"{k} = {int(v)}" for k, v in zip(_RUN_KEYS, run,
+                                                                      strict=True)]
+    return "\n".join(lines) + "\n"
 
 
 def load_spec(path: str | Path) -> GridSpec:
@@ -172,12 +211,13 @@ def load_spec(path: str | Path) -> GridSpec:
         raise UserError(f"{path}: no such spec file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a TOML file ({exc})") from None
-    allowed = {"task", "arch", "rounds", "recipe", *_LISTS}
+    allowed = {"task", "arch", "rounds", "recipe", "runs", *_LISTS}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise UserError(f"{path}: unknown field(s) {', '.join(unknown)}; allowed: "
                         f"{', '.join(sorted(allowed))}")
-    for name in ("task", "arch", *_LISTS):
+    listed = _listed(path, raw)
+    for name in ("task", "arch", *(_LISTS if listed is None else ())):
         if name not in raw:
             raise UserError(f"{path}: missing field '{name}'")
     for name in ("task", "arch"):
@@ -187,7 +227,10 @@ def load_spec(path: str | Path) -> GridSpec:
         raise UserError(f"{path}: field 'task': unknown task {raw['task']!r}; known tasks: "
                         f"{', '.join(TASKS)}")
     lists = {}
-    for name in _LISTS:
+    if listed is not None:
+        lists = {name: tuple(sorted({r[i] for r in listed}))
+                 for i, name in enumerate(_LISTS)}
+    for name in _LISTS if listed is None else ():
         values = raw[name]
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -215,7 +258,9 @@ def load_spec(path: str | Path) -> GridSpec:
                         f"{', '.join(sorted(names))}")
     try:
         recipe = Recipe(**recipe_raw)
-        for depth, width in itertools.product(lists["depths"], lists["widths"]):
+        pairs = {r[:2] for r in listed} if listed is not None else \
+            itertools.product(lists["depths"], lists["widths"])
+        for depth, width in pairs:
             check_arch(raw["arch"], depth, width)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
@@ -228,4 +273,37 @@ def load_spec(path: str | Path) -> GridSpec:
         raise UserError(f"{path}: field 'n_trains': {max(lists['n_trains'])} exceeds the "
                         f"{pool} training examples of {raw['task']}")
     return GridSpec(raw["task"], raw["arch"], lists["depths"], lists["widths"],
-                    lists["n_trains"], lists["seeds"], rounds, recipe, name=path.stem)
+                    lists["n_trains"], lists["seeds"], rounds, recipe, name=path.stem,
+                    listed=listed)
+
+
+def _listed(path: Path, raw: dict) -> tuple[tuple[int, int, int, int], ...] | None:
+    """The ``[[runs]]`` of a spec that lists its runs (``None`` if it has none); a spec has
+    either ``[[runs]]`` or the four lists, never both."""
+    if "runs" not in raw:
+        return None
+    both = [n for n in _LISTS if n in raw]
+    if both:
+        raise UserError(f"{path}: a spec with [[runs]] names its runs one by one; remove "
+                        f"{', '.join(both)} (or the [[runs]])")
+    runs = raw["runs"]
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
+        raise UserError(f"{path}: 'runs' must be one or more [[runs]] tables")
+    out = []
+    for i, r in enumerate(runs, 1):
+        bad = sorted(set(r) - set(_RUN_KEYS))
+        missing = [k for k in _RUN_KEYS if k not in r]
+        if bad or missing:
+            raise UserError(f"{path}: [[runs]] entry {i}: fields must be exactly "
+                            f"{', '.join(_RUN_KEYS)}" + (f"; unknown {', '.join(bad)}" if bad
+                                                         else f"; missing {', '.join(missing)}"))
+        for k in _RUN_KEYS:
+            v = r[k]
+            low = 0 if k == "seed" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or not low <= v < 2**31:
+                raise UserError(f"{path}: [[runs]] entry {i}: {k} must be an integer in "
+                                f"[{low}, 2^31), got {v!r}")
+        out.append(tuple(int(r[k]) for k in _RUN_KEYS))
+    if len(set(out)) < len(out):
+        raise UserError(f"{path}: [[runs]] names the same run twice")
+    return tuple(out)

@@ -1,0 +1,502 @@
+"""What to train next: candidate IMP runs ranked by how much they would narrow the posterior's
+answer to a question, per second of training (``bayes-prune suggest``, ``Posterior.suggest``).
+
+**The goal** is a quantity with one value per posterior draw (:class:`Goal`): the log expected
+error of some configurations (``query``, ``region``), the log of the fewest non-zero weights
+that reach an error (``design``), or the difference of a coefficient between two groups
+(``compare``). Its spread over the draws is what we do not know about the answer.
+
+**A candidate run** is simulated under every draw: its trajectory is the law's expected log
+error at the densities ``(1 - prune_fraction)^r`` of its rounds, up to the round where the
+posterior's median reaches the stop rule of IMP (within ``stop_within`` of random guessing),
+from the same draw of the configuration's dense error that a query of that configuration sees;
+a measured run adds a seed offset shared along the trajectory (sd ``sigma_seed``) and each
+point's own noise (``sigma`` and the test set's binomial noise), the group's posterior medians.
+
+**Linear-Gaussian (ensemble) value of a run.** Over the draws, the goal ``g`` and a run's
+trajectory ``y`` are treated as jointly Gaussian with the draws' covariances, so measuring ``y``
+shrinks the goal's total variance by ``tr(C_gy (C_yy + R)^-1 C_yg)``, ``R`` the run's noise
+covariance. The batch is chosen greedily: after each pick the ensemble covariances are
+conditioned on that run (a rank-``m`` update, ``m`` its points), so a second run of the same
+configuration is worth only what its own noise adds, and ten near-copies are never picked.
+Each pick maximises variance reduction per second of training. :func:`importance_gain` computes
+the same one-run value without the Gaussian step (the draws reweighted by each simulated
+measurement's likelihood), to check that both rank candidates alike.
+
+**Cost.** Seconds per round are fitted on the rounds a store measured (:class:`CostModel`),
+``seconds = c0 + c1 x weights x steps x batch_size``; a run costs that times its trainings
+(round 0 and each pruning round). Without a store the cost is in weight-steps (``c0 = 0``,
+``c1 = 1``), which ranks alike up to the fixed cost per round.
+
+Numpy only, like every query: no torch, PyMC or JAX is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+__all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "goal_compare",
+           "simulate", "greedy", "importance_gain", "suggest", "write_specs", "drop_finished",
+           "RUN_COLUMNS"]
+
+RUN_COLUMNS = ["arch", "task", "depth", "width", "n_train", "seed"]
+_RECIPE_DEFAULTS = {"rounds": 40, "steps": 2000, "batch_size": 128, "prune_fraction": 0.2,
+                    "stop_within": 0.1}
+_DESIGN_DENSITIES = 0.8 ** np.arange(41)
+
+
+@dataclass
+class Goal:
+    """One goal: ``draws`` ``(draws, k)`` aligned with the posterior's draws, a ``label`` for
+    people, and ``rows`` (the query rows the draws come from, or ``None``)."""
+
+    kind: str
+    label: str
+    rows: pd.DataFrame | None = None
+    target_error: float | None = None
+    coef: str | None = None
+    a: tuple[str, str] | None = None
+    b: tuple[str, str] | None = None
+
+
+@dataclass
+class CostModel:
+    """``seconds per round = c0 + c1 x params_total x steps x batch_size``, fitted by relative
+    least squares on a store's rounds, per (arch, task) group where the store has one (a
+    convolution costs more per weight than a dense layer) and over all of them for the rest
+    (``unit`` ``"s"``); without a store, weight-steps (``unit`` ``"work"``, ``c0 = 0``,
+    ``c1 = 1``)."""
+
+    coefs: dict = None  # (arch, task) or None (all groups) -> (c0, c1, rounds, median rel. error)
+    unit: str = "work"
+    source: str = "no store: cost in weights x steps x batch x trainings"
+
+    @classmethod
+    def from_stores(cls, paths) -> CostModel:
+        frames = []
+        for p in paths:
+            p = Path(p)
+            if not p.is_file():
+                raise UserError(f"--store {p}: no such store")
+            try:
+                with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
+                    frames.append(pd.read_sql_query(
+                        "SELECT r.seconds, r.params_total, u.arch, u.task, u.config "
+                        "FROM rounds r JOIN runs u USING (run_id) WHERE r.seconds > 0", con))
+            except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+                raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
+        if not frames or not sum(len(f) for f in frames):
+            return cls()
+        df = pd.concat(frames, ignore_index=True)
+        recipe = [json.loads(c).get("recipe", {}) for c in df["config"]]
+        df["work"] = df["params_total"].to_numpy(float) * np.array(
+            [r.get("steps", _RECIPE_DEFAULTS["steps"]) * r.get("batch_size",
+                                                             _RECIPE_DEFAULTS["batch_size"])
+             for r in recipe], float)
+        coefs = {None: _fit_cost(df)}
+        for key, part in df.groupby(["arch", "task"]):
+            if len(part) >= 20:
+                coefs[key] = _fit_cost(part)
+        names = ", ".join(Path(p).name for p in paths)
+        return cls(coefs, "s", f"{len(df)} measured rounds of {names}")
+
+    def _coef(self, arch: str, task: str) -> tuple[float, float]:
+        if not self.coefs:
+            return 0.0, 1.0
+        return self.coefs.get((arch, task), self.coefs[None])[:2]
+
+    def seconds(self, runs: pd.DataFrame, params, trainings) -> np.ndarray:
+        """The cost of each run of ``runs`` (columns arch, task, steps, batch_size) with
+        ``params`` weights and ``trainings`` trainings."""
+        c = np.array([self._coef(a, t) for a, t in zip(runs["arch"], runs["task"],
+                                                       strict=True)], float).reshape(-1, 2)
+        work = np.asarray(params, float) * runs["steps"].to_numpy(float) \
+            * runs["batch_size"].to_numpy(float)
+        return (c[:, 0] + c[:, 1] * work) * np.asarray(trainings, float)
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "source": self.source,
+                "groups": {"all" if k is None else "/".join(k):
+                           {"c0": v[0], "c1": v[1], "rounds": v[2], "median_rel_error": v[3]}
+                           for k, v in (self.coefs or {}).items()}}
+
+    def describe(self) -> str:
+        if self.unit == "work":
+            return f"cost model: {self.source}"
+        lines = [f"cost model: seconds per round = c0 + c1 x weights x steps x batch, fitted "
+                 f"on {self.source}:"]
+        for k, (c0, c1, n, rel) in self.coefs.items():
+            lines.append(f"  {'all groups' if k is None else '/'.join(k)}: c0 {c0:.3g} s, "
+                         f"c1 {c1:.3g} s, {n} rounds, median relative error {100 * rel:.0f} %")
+        return "\n".join(lines)
+
+
+def _fit_cost(df: pd.DataFrame) -> tuple[float, float, int, float]:
+    """``(c0, c1, rounds, median relative error)`` of ``seconds = c0 + c1 x work``, by least
+    squares on relative errors (a 0.1 s round weighs as much as a 100 s one), ``c0, c1 >= 0``."""
+    work, secs = df["work"].to_numpy(float), df["seconds"].to_numpy(float)
+    A = np.stack([np.ones_like(work), work], axis=1) / secs[:, None]
+    (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(secs), rcond=None)
+    if c1 <= 0:  # no size effect visible: a constant cost per round
+        c0, c1 = float(np.median(secs)), 0.0
+    elif c0 < 0:
+        c0, c1 = 0.0, float(np.median(secs / work))
+    rel = float(np.median(np.abs((c0 + c1 * work) / secs - 1)))
+    return float(c0), float(c1), int(len(df)), rel
+
+
+# ------------------------------------------------------------------------------ candidates
+def candidate_runs(path: str | Path) -> pd.DataFrame:
+    """Candidate runs from a grid spec (TOML: its runs) or a table (CSV with columns
+    ``arch, task, depth, width, n_train, seed`` and, optionally, ``rounds``,
+    ``params_total``, ``params_prunable`` and any recipe field). One row per run, with the
+    recipe's fields as columns and ``recipe`` (a JSON object of the fields that differ from
+    the default recipe)."""
+    from .spec import Recipe, RunConfig, load_spec
+
+    path = Path(path)
+    if path.suffix == ".toml":
+        spec = load_spec(path)
+        runs = spec.runs()
+        rec = {f.name: getattr(spec.recipe, f.name) for f in fields(Recipe)}
+        table = pd.DataFrame([{"arch": r.arch, "task": r.task, "depth": r.depth,
+                               "width": r.width, "n_train": r.n_train, "seed": r.seed,
+                               "rounds": r.rounds, **rec} for r in runs])
+    else:
+        from .inputs import read_table
+
+        table = read_table(path, "--candidates", RUN_COLUMNS)
+        seeds = pd.to_numeric(table["seed"], errors="coerce")
+        if seeds.isna().any() or (seeds < 0).any() or (seeds != seeds.round()).any():
+            raise UserError(f"--candidates {path}: seed must be an integer >= 0")
+        table["seed"] = seeds.astype(int)
+        defaults = {f.name: getattr(Recipe(), f.name) for f in fields(Recipe)}
+        for name, value in {"rounds": 40, **defaults}.items():
+            if name not in table:
+                table[name] = value
+        try:  # every row's recipe checked as a spec's would be
+            for rec in table[list(defaults)].drop_duplicates().to_dict(orient="records"):
+                Recipe(**{k: _py(v) for k, v in rec.items()})
+        except (UserError, TypeError) as exc:
+            raise UserError(f"--candidates {path}: {exc}") from None
+    if table.empty:
+        raise UserError(f"--candidates {path}: no candidate runs")
+    table = table.drop_duplicates(subset=RUN_COLUMNS).reset_index(drop=True)
+    names = [f.name for f in fields(Recipe)]
+    table["run_id"] = [RunConfig(r["task"], r["arch"], int(r["depth"]), int(r["width"]),
+                                 int(r["n_train"]), int(r["seed"]), int(r["rounds"]),
+                                 Recipe(**{n: _py(r[n]) for n in names})).run_id
+                       for r in table.to_dict(orient="records")]
+    return table
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def drop_finished(cands: pd.DataFrame, stores) -> pd.DataFrame:
+    """``cands`` without the runs that are finished (status ``done``) in any of ``stores``
+    (the same run id: the same configuration, seed and recipe)."""
+    done = set()
+    for p in stores:
+        try:
+            with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
+                done |= {r for (r,) in con.execute("SELECT run_id FROM runs WHERE "
+                                                   "status = 'done'")}
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
+    if "run_id" not in cands or not done:
+        return cands
+    return cands[~cands["run_id"].isin(done)].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------- goals
+def goal_query(rows: pd.DataFrame, kind: str = "query") -> Goal:
+    """The log expected error at ``rows`` (arch, task, depth, width, n_train, density)."""
+    label = ("error at " + "; ".join(
+        f"{r.arch}/{r.task} d{r.depth} w{r.width} n{r.n_train} density {r.density:g}"
+        for r in rows.head(3).itertuples()) + (f" and {len(rows) - 3} more"
+                                                if len(rows) > 3 else ""))
+    return Goal(kind, label, rows=rows.reset_index(drop=True))
+
+
+def goal_design(target_error: float, arch: str | None = None, task: str | None = None) -> Goal:
+    """The log of the fewest non-zero weights whose expected error is at most
+    ``target_error``, over the fitted and the candidate configurations of the candidates'
+    groups (or of ``arch``/``task``) at densities 0.8^r."""
+    if not 0 < target_error < 1:
+        raise UserError(f"--target-error must be in (0, 1), got {target_error}")
+    where = "/".join(x for x in (arch, task) if x) or "the candidates' groups"
+    return Goal("design", f"fewest non-zero weights reaching error {target_error:g} "
+                          f"({where})", target_error=target_error, a=(arch, task))
+
+
+def goal_compare(coef: str, a: tuple[str, str], b: tuple[str, str]) -> Goal:
+    """The difference ``coef`` of group ``a`` minus that of ``b`` (natural scale)."""
+    return Goal("compare", f"{coef} of {'/'.join(a)} minus {coef} of {'/'.join(b)}",
+                coef=coef, a=a, b=b)
+
+
+# ------------------------------------------------------------------------------ simulation
+def _design_rows(post, cands: pd.DataFrame, goal: Goal) -> pd.DataFrame:
+    arch, task = goal.a
+    cols = ["task", "arch", "depth", "width", "n_train"]
+    configs = pd.concat([post.configs[cols + ["params_total", "params_prunable"]],
+                         cands[cols + [c for c in ("params_total", "params_prunable")
+                                       if c in cands]]], ignore_index=True)
+    groups = cands[["arch", "task"]].drop_duplicates()
+    keep = configs.merge(groups, on=["arch", "task"]) if arch is None and task is None else \
+        configs[((configs["arch"] == arch) if arch else True)
+                & ((configs["task"] == task) if task else True)]
+    keep = keep.drop_duplicates(subset=cols).reset_index(drop=True)
+    if keep.empty:
+        raise UserError(f"--goal-design: no configuration of {goal.label.split('(')[-1][:-1]} "
+                        "is fitted or a candidate")
+    keep["params_total"] = post._params(keep)
+    if keep["params_prunable"].isna().any():
+        keep["params_prunable"] = keep["params_prunable"].fillna(keep["params_total"])
+    return keep.merge(pd.DataFrame({"density": _DESIGN_DENSITIES}), how="cross")
+
+
+def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
+    """Every candidate's simulated trajectory and the goal, per posterior draw.
+
+    Returns ``Y`` ``(draws, points)`` (log expected error of every candidate configuration's
+    rounds, one block per configuration), ``blocks`` (per candidate run: its columns of ``Y``),
+    ``noise`` (per candidate: its noise covariance), ``G`` ``(draws, k)`` (the goal),
+    ``rounds`` (per candidate: the trainings it takes) and ``params`` (weights)."""
+    cols = ["task", "arch", "depth", "width", "n_train"]
+    cands = cands.reset_index(drop=True)
+    params = post._params(cands)
+    cfg_codes, cfg_uniq = pd.MultiIndex.from_frame(
+        cands[cols + ["prune_fraction", "rounds"]]).factorize()
+    first = pd.Series(range(len(cands))).groupby(cfg_codes).first().to_numpy()
+    parts, owner = [], []
+    for j, i in enumerate(first):
+        c = cands.iloc[i]
+        r = np.arange(int(c["rounds"]) + 1)
+        part = pd.DataFrame({k: c[k] for k in cols} | {"density": (1 - c["prune_fraction"]) ** r,
+                                                       "round": r})
+        part["params_total"] = params[i]
+        if "params_prunable" in cands and pd.notna(c.get("params_prunable")):
+            part["params_prunable"] = c["params_prunable"]
+        parts.append(part)
+        owner.append(np.full(len(r), j))
+    traj = pd.concat(parts, ignore_index=True)
+    owner = np.concatenate(owner)
+    extra = None
+    if goal.kind in ("query", "region"):
+        extra = goal.rows
+    elif goal.kind == "design":
+        extra = _design_rows(post, cands, goal)
+    rows = traj if extra is None else pd.concat([traj, extra], ignore_index=True)
+    draws = post.predict_draws(rows, band="expected", seed=seed)
+    logd = np.log(draws[:len(traj)].T.astype(np.float64))  # (draws, points)
+    if goal.kind in ("query", "region"):
+        G = np.log(draws[len(traj):].T.astype(np.float64))
+    elif goal.kind == "design":
+        G = _design_draws(post, extra, draws[len(traj):], goal.target_error)
+    else:
+        da, db = post.natural(*goal.a), post.natural(*goal.b)
+        if goal.coef not in da:
+            raise UserError(f"unknown coefficient {goal.coef!r}; choose one of {', '.join(da)}")
+        G = (da[goal.coef] - db[goal.coef]).astype(np.float64)[:, None]
+    if not np.isfinite(G).all():
+        raise UserError(f"goal '{goal.label}': non-finite under some draws; choose another goal")
+    # per configuration: keep the rounds up to where IMP would stop, the first round at which
+    # a measured run (the median plus one sd of a point's noise) reaches the stop rule, or the
+    # median curve has flattened out below it
+    med = np.median(logd, axis=0)
+    keep_cols, blocks_cfg, trainings_cfg = [], [], []
+    for j, i in enumerate(first):
+        c = cands.iloc[i]
+        at = np.flatnonzero(owner == j)
+        eps0, n_test = post._eps0_ntest(c["arch"], c["task"])
+        sigma, sigma_seed, _ = post._noise(c["arch"], c["task"])
+        rule = np.log((1 - c["stop_within"]) * eps0)
+        eps = np.clip(np.exp(med[at]), 1e-6, 1 - 1e-6)
+        sd = np.sqrt(np.median(sigma) ** 2 + np.median(sigma_seed) ** 2
+                     + (1 - eps) / (n_test * eps))
+        stop = np.flatnonzero((med[at] + sd >= rule) | (med[at] >= med[at][-1] - 0.01))
+        n = (stop[0] if len(stop) else len(at) - 1) + 1
+        blocks_cfg.append(np.arange(len(keep_cols), len(keep_cols) + n))
+        keep_cols.extend(at[:n])
+        trainings_cfg.append(n)
+    Y = logd[:, keep_cols]
+    med = med[keep_cols]
+    noise = []
+    for i in range(len(cands)):
+        c = cands.iloc[i]
+        sigma, sigma_seed, _ = post._noise(c["arch"], c["task"])
+        _, n_test = post._eps0_ntest(c["arch"], c["task"])
+        eps = np.clip(np.exp(med[blocks_cfg[cfg_codes[i]]]), 1e-6, 1 - 1e-6)
+        point = float(np.median(sigma)) ** 2 + (1 - eps) / (n_test * eps)
+        noise.append(float(np.median(sigma_seed)) ** 2 + np.diag(point))
+    return {"Y": Y, "blocks": [blocks_cfg[k] for k in cfg_codes], "noise": noise, "G": G,
+            "trainings": np.array([trainings_cfg[k] for k in cfg_codes]), "params": params,
+            "median": med}
+
+
+def _design_draws(post, rows: pd.DataFrame, draws: np.ndarray, target: float) -> np.ndarray:
+    """Per draw, log of the fewest non-zero weights among ``rows`` with expected error at most
+    ``target``; draws where none reaches it get the log of twice the most weights searched
+    (the answer lies beyond the candidates: as uncertain as it can be here)."""
+    total = rows["params_total"].to_numpy(float)
+    prunable = rows["params_prunable"].to_numpy(float)
+    nonzero = total - prunable + rows["density"].to_numpy(float) * prunable
+    big = np.log(2 * nonzero.max())
+    order = np.argsort(nonzero)
+    meets = draws[order] <= target  # (rows, draws), fewest weights first
+    hit = meets.any(axis=0)
+    first = np.argmax(meets, axis=0)
+    return np.where(hit, np.log(nonzero[order][first]), big)[:, None].astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------- choice
+def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
+           taken: np.ndarray | None = None) -> list[dict]:
+    """Pick up to ``n`` candidates (within ``budget``), each the one whose expected reduction
+    of the goal's total variance, given the runs picked before it, per unit cost is largest.
+    ``taken``: candidates never to pick. Returns one dict per pick: ``index``, ``gain``
+    (variance reduction), ``var_after`` (the goal's total variance after it), ``cost``."""
+    Y, G = sim["Y"], sim["G"]
+    S = Y.shape[0]
+    X = (Y - Y.mean(axis=0)) / np.sqrt(S - 1)
+    Gc = (G - G.mean(axis=0)) / np.sqrt(S - 1)
+    blocks, noise = sim["blocks"], sim["noise"]
+    XtX = [X[:, b].T @ X[:, b] for b in blocks]
+    GtX = [Gc.T @ X[:, b] for b in blocks]
+    MX = np.zeros((0, X.shape[1]))  # M^T X, M's columns the conditioning directions so far
+    MG = np.zeros((0, Gc.shape[1]))
+    var = float((Gc ** 2).sum())
+    free = np.ones(len(blocks), bool)
+    if taken is not None:
+        free[taken] = False
+    spent, picks = 0.0, []
+    while len(picks) < n and free.any():
+        best, best_val, best_gain = -1, 0.0, 0.0
+        for c in np.flatnonzero(free):
+            if budget is not None and spent + cost[c] > budget:
+                continue
+            b = blocks[c]
+            Q = XtX[c] - MX[:, b].T @ MX[:, b] + noise[c]
+            B = GtX[c] - MG.T @ MX[:, b]
+            gain = float(np.trace(B @ np.linalg.solve(Q, B.T)))
+            if gain / cost[c] > best_val:
+                best, best_val, best_gain = c, gain / cost[c], gain
+        if best < 0 or best_gain <= 1e-12 * max(var, 1e-300):
+            break
+        b = blocks[best]
+        Q = XtX[best] - MX[:, b].T @ MX[:, b] + noise[best]
+        L = np.linalg.cholesky(Q)
+        # the new directions m = W X_c L^-T, W = I - M M^T; their products with X and G
+        new_MX = np.linalg.solve(L, X[:, b].T @ X - MX[:, b].T @ MX)
+        new_MG = np.linalg.solve(L, X[:, b].T @ Gc - MX[:, b].T @ MG)
+        MX, MG = np.vstack([MX, new_MX]), np.vstack([MG, new_MG])
+        var -= best_gain
+        spent += cost[best]
+        free[best] = False
+        picks.append({"index": int(best), "gain": best_gain, "var_after": max(var, 0.0),
+                      "cost": float(cost[best])})
+    return picks
+
+
+def importance_gain(sim: dict, c: int, outer: int = 200, seed: int = 0) -> float:
+    """The expected reduction of the goal's total variance from candidate ``c`` alone, without
+    the Gaussian step: for ``outer`` draws taken as the truth, a measurement is simulated
+    (trajectory + noise) and the draws are reweighted by its likelihood; the gain is the
+    prior variance minus the mean reweighted variance."""
+    rng = np.random.default_rng(seed)
+    Y, G = sim["Y"][:, sim["blocks"][c]], sim["G"]
+    R = sim["noise"][c]
+    L = np.linalg.cholesky(R)
+    Ri = np.linalg.inv(R)
+    prior = float(G.var(axis=0, ddof=1).sum())
+    post = []
+    for o in rng.choice(len(Y), size=min(outer, len(Y)), replace=False):
+        y = Y[o] + L @ rng.standard_normal(len(R))
+        d = Y - y
+        logw = -0.5 * np.einsum("si,ij,sj->s", d, Ri, d)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        mean = w @ G
+        post.append(float((w @ (G - mean) ** 2).sum()))
+    return prior - float(np.mean(post))
+
+
+# ---------------------------------------------------------------------------------- answer
+def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | None = None,
+            cost_model: CostModel | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Rank and pick up to ``n`` of the candidate runs ``cands`` (:func:`candidate_runs`)
+    for ``goal``, within ``budget`` (in the cost model's unit; a ``cost`` column of ``cands``,
+    when present, is each run's cost instead). Returns the picks (one row per
+    run, in pick order) and a summary (the goal's sd before and after, the cost model)."""
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if budget is not None and not budget > 0:
+        raise UserError(f"--budget must be positive, got {budget}")
+    for arch, task in cands[["arch", "task"]].drop_duplicates().itertuples(index=False):
+        post._check_group(arch, task)
+    cost_model = cost_model or CostModel()
+    sim = simulate(post, cands, goal, seed=seed)
+    cost = cands["cost"].to_numpy(float) if "cost" in cands else \
+        cost_model.seconds(cands, sim["params"], sim["trainings"])
+    if not (np.isfinite(cost) & (cost > 0)).all():
+        raise UserError("candidate costs must be positive numbers (column 'cost')")
+    k = sim["G"].shape[1]
+    var0 = float(sim["G"].var(axis=0, ddof=1).sum())
+    picks = greedy(sim, cost, n, budget)
+    out = cands.iloc[[p["index"] for p in picks]][RUN_COLUMNS].copy().reset_index(drop=True)
+    out.insert(0, "pick", np.arange(1, len(picks) + 1))
+    out["params_total"] = sim["params"][[p["index"] for p in picks]]
+    out["trainings"] = sim["trainings"][[p["index"] for p in picks]]
+    out["cost"] = [p["cost"] for p in picks]
+    out["cumulative_cost"] = np.cumsum(out["cost"]) if len(out) else []
+    out["variance_reduction"] = [p["gain"] for p in picks]
+    out["goal_sd_after"] = [np.sqrt(p["var_after"] / k) for p in picks]
+    out["trained_config"] = [bool(post._config_index.get(tuple(r)) is not None) for r in
+                             out[["task", "arch", "depth", "width", "n_train"]].itertuples(
+                                 index=False)]
+    summary = {"goal": goal.label, "kind": goal.kind, "goal_sd_before": float(np.sqrt(var0 / k)),
+               "goal_sd_after": float(np.sqrt(picks[-1]["var_after"] / k)) if picks
+               else float(np.sqrt(var0 / k)),
+               "candidates": int(len(cands)), "picked": int(len(picks)),
+               "cost_unit": "given" if "cost" in cands else cost_model.unit,
+               "cost_total": float(sum(p["cost"] for p in picks)),
+               "cost_model": cost_model.to_dict()}
+    return out, summary
+
+
+def write_specs(picks: pd.DataFrame, cands: pd.DataFrame, path: str | Path,
+                comment: str = "") -> list[Path]:
+    """The picked runs as grid specs that ``bayes-prune grid run`` accepts: one file (``path``)
+    if they share a group and a recipe, else one per group and recipe (``path``'s stem with
+    ``_<arch>_<task>[_<k>]``)."""
+    from .spec import Recipe, spec_text
+
+    path = Path(path)
+    names = [f.name for f in fields(Recipe)]
+    chosen = picks[RUN_COLUMNS].merge(cands, on=RUN_COLUMNS, how="left")
+    keys = ["arch", "task", "rounds"] + names
+    groups = list(chosen.groupby(keys, sort=False, dropna=False))
+    written = []
+    for k, (key, part) in enumerate(groups):
+        values = dict(zip(keys, key, strict=True))
+        recipe = Recipe(**{n: _py(values[n]) for n in names})
+        target = path if len(groups) == 1 else path.with_name(
+            f"{path.stem}_{values['arch']}_{values['task']}"
+            + (f"_{k}" if sum(1 for g in groups if g[0][:2] == key[:2]) > 1 else "")
+            + path.suffix)
+        runs = part[["depth", "width", "n_train", "seed"]].astype(int).itertuples(index=False)
+        target.write_text(spec_text(values["task"], values["arch"], [tuple(r) for r in runs],
+                                    int(values["rounds"]), recipe, comment))
+        written.append(target)
+    return written

@@ -1,0 +1,217 @@
+"""`bayes-prune suggest` and `Posterior.suggest`: which runs to train next."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from bayes_prune import suggest as s
+from bayes_prune.errors import UserError
+from bayes_prune.posterior import Posterior
+from bayes_prune.spec import Recipe, load_spec, spec_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+
+# runs the reference grids do not hold (seeds 3, 4), with mnist1d_mlp.toml's recipe
+CANDIDATES = """
+task = "mnist1d"
+arch = "mlp"
+depths = [2, 3, 4]
+widths = [64, 128, 256]
+n_trains = [2000, 4000]
+seeds = [3, 4]
+rounds = 40
+
+[recipe]
+lr = 0.003
+steps = 1000
+rewind_step = 20
+"""
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bayes_prune.cli", *args], capture_output=True,
+                          text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def cands_toml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("c") / "cands.toml"
+    path.write_text(CANDIDATES)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return Posterior.load("reference")
+
+
+def test_a_spec_can_list_its_runs_and_reads_back(tmp_path):
+    runs = [(3, 64, 4000, 0), (2, 32, 1000, 1)]
+    text = spec_text("mnist1d", "mlp", runs, rounds=5, recipe=Recipe(steps=100, rewind_step=4),
+                     comment="two runs")
+    path = tmp_path / "n.toml"
+    path.write_text(text)
+    spec = load_spec(path)
+    got = spec.runs()
+    assert [(r.depth, r.width, r.n_train, r.seed) for r in got] == runs
+    assert got[0].recipe.steps == 100 and got[0].rounds == 5
+    # a listed run has the id of the same run in a cross-product spec: the store knows it
+    cross = tmp_path / "x.toml"
+    cross.write_text('task = "mnist1d"\narch = "mlp"\ndepths = [3]\nwidths = [64]\n'
+                     'n_trains = [4000]\nseeds = [0]\nrounds = 5\n[recipe]\nsteps = 100\n'
+                     'rewind_step = 4\n')
+    assert load_spec(cross).runs()[0].run_id == got[0].run_id
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t + "depths = [1]\n", "remove depths"),
+    (lambda t: t.replace("seed = 1", "seed = -1"), "seed must be an integer"),
+    (lambda t: t.replace("seed = 1", "seed = 0").replace("width = 32", "width = 64")
+     .replace("depth = 2", "depth = 3").replace("n_train = 1000", "n_train = 4000"),
+     "the same run twice"),
+    (lambda t: t.replace("seed = 1\n", ""), "missing seed"),
+])
+def test_a_bad_run_list_is_refused_naming_it(tmp_path, edit, message):
+    text = spec_text("mnist1d", "mlp", [(3, 64, 4000, 0), (2, 32, 1000, 1)])
+    path = tmp_path / "bad.toml"
+    # top-level keys must precede the tables: put an added list before the first [[runs]]
+    text = edit(text)
+    if text.endswith("depths = [1]\n"):
+        text = "depths = [1]\n" + text[: -len("depths = [1]\n")]
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_spec(path)
+
+
+def test_cost_model_from_the_reference_stores():
+    cm = s.CostModel.from_stores(sorted(RESULTS.glob("*.sqlite")))
+    assert cm.unit == "s" and cm.coefs[None][2] > 10000
+    c0, c1 = cm._coef("cnn", "mnist1d")
+    assert c0 > 0 and c1 > 0
+    runs = pd.DataFrame({"arch": ["cnn", "cnn"], "task": ["mnist1d"] * 2, "steps": [100, 100],
+                         "batch_size": [64, 64]})
+    small, big = cm.seconds(runs, [1e3, 1e5], [10, 10])
+    assert 0 < small < big
+
+
+def test_design_goal_on_the_reference(reference, cands_toml, tmp_path):
+    cands = s.candidate_runs(cands_toml)
+    picks, summary = reference.suggest(cands, s.goal_design(0.3), n=5)
+    assert 1 <= len(picks) <= 5
+    assert summary["goal_sd_after"] < summary["goal_sd_before"]
+    sd = picks["goal_sd_after"].to_numpy()
+    assert np.all(np.diff(sd) <= 1e-12) and np.all(picks["variance_reduction"] > 0)
+    assert not picks.duplicated(subset=s.RUN_COLUMNS).any()
+    out = s.write_specs(picks, cands, tmp_path / "next.toml")
+    assert out == [tmp_path / "next.toml"]
+    spec = load_spec(out[0])
+    assert [(r.depth, r.width, r.n_train, r.seed) for r in spec.runs()] == \
+        list(picks[["depth", "width", "n_train", "seed"]].itertuples(index=False, name=None))
+    assert spec.recipe.lr == 0.003 and spec.recipe.steps == 1000
+
+
+def test_a_second_copy_is_worth_less_than_the_first(reference):
+    """Greedy conditioning: two runs of one configuration share its law, so the second adds
+    only what its own noise does."""
+    cands = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": 3, "width": 256,
+                          "n_train": 4000, "seed": [5, 6], "rounds": 40, "steps": 1000,
+                          "batch_size": 128, "prune_fraction": 0.2, "stop_within": 0.1})
+    picks, _ = reference.suggest(cands, s.goal_design(0.3, "mlp", "mnist1d"), n=2)
+    assert len(picks) == 2
+    assert picks["variance_reduction"][1] < 0.8 * picks["variance_reduction"][0]
+
+
+def test_budget_bounds_the_batch(reference, cands_toml):
+    cands = s.candidate_runs(cands_toml)
+    cands["cost"] = np.linspace(1, 3, len(cands))
+    picks, summary = reference.suggest(cands, s.goal_design(0.3), n=50, budget=4.0)
+    assert summary["cost_total"] <= 4.0 and summary["cost_unit"] == "given"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:SAMPLER DIAGNOSTICS")  # a short fit: the ranks, not bands
+def test_linear_gaussian_ranks_like_importance_weighting():
+    """On a posterior that still has much to learn (the cheapest 10 % of the MNIST-1D MLP
+    grid's runs), the Gaussian value of each candidate ranks them as the reweighting of the
+    draws by simulated measurements does."""
+    from bayes_prune.fit import fit
+
+    grid = pd.read_csv(RESULTS / "mnist1d_mlp.csv")
+    key = ["depth", "width", "n_train", "seed"]
+    runs = grid.groupby(key, as_index=False)["params_total"].first()
+    small = runs[(runs["depth"] == 1) & (runs["width"] <= 32)]
+    post = fit(grid.merge(small[key], on=key), draws=300, tune=300, chains=2,
+               ess_target=None, progress=False)
+    rest = runs.merge(small[key], on=key, how="left", indicator=True)
+    rest = rest[(rest["_merge"] == "left_only") & (rest["seed"] == 0)].iloc[::2]
+    cands = rest[key].assign(arch="mlp", task="mnist1d", rounds=40, steps=1000,
+                             batch_size=128, prune_fraction=0.2, stop_within=0.1)
+    goal = s.goal_design(0.4, "mlp", "mnist1d")
+    sim = s.simulate(post, cands.reset_index(drop=True), goal)
+    n = len(cands)
+    lin = [s.greedy(sim, np.ones(n), 1, taken=np.setdiff1d(np.arange(n), [c]))[0]["gain"]
+           for c in range(n)]
+    imp = [s.importance_gain(sim, c, outer=300) for c in range(n)]
+    assert spearmanr(lin, imp).statistic > 0.8
+    assert np.argmax(lin) == np.argmax(imp)
+
+
+def test_cli_writes_a_spec_that_grid_run_trains(tmp_path):
+    """One round of the loop on a tiny task: suggest from the reference posterior, then
+    `grid run` the spec it wrote; the store then holds the runs, and suggest leaves them
+    out."""
+    cands = tmp_path / "tiny.toml"
+    cands.write_text('task = "mnist1d"\narch = "mlp"\ndepths = [1]\nwidths = [16, 32]\n'
+                     'n_trains = [1000]\nseeds = [7]\nrounds = 1\n[recipe]\nsteps = 30\n'
+                     'rewind_step = 2\nbatch_size = 64\n')
+    nxt, store = tmp_path / "next.toml", tmp_path / "s.sqlite"
+    r = _cli("suggest", "--candidates", str(cands), "--goal-query", "arch=mlp",
+             "task=mnist1d", "depth=2", "width=64", "n_train=4000", "density=0.1",
+             "--n", "1", "-o", str(nxt), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["runs"]) == 1 and out["written"] == [str(nxt)]
+    assert out["goal"]["goal_sd_after"] <= out["goal"]["goal_sd_before"]
+    r = _cli("grid", "run", str(nxt), "--store", str(store), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE status='done'").fetchone()[0] == 1
+    r = _cli("suggest", "--candidates", str(cands), "--goal-design", "--target-error", "0.3",
+             "--store", str(store), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "1 candidate run(s) already finished" in r.stderr
+    assert len(json.loads(r.stdout)["runs"]) <= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--goal-query", "arch=mlp", "depth=2"], "--goal-query needs task=..."),
+    (["--goal-query", "arch"], "is not KEY=VALUE"),
+    (["--goal-design"], "--goal-design needs --target-error"),
+    (["--goal-compare", "--coef", "gamma"], "--goal-compare needs --a, --b"),
+    (["--goal-design", "--target-error", "1.5"], "--target-error must be in (0, 1)"),
+    (["--goal-query", "arch=resnet", "task=mnist1d", "depth=2", "width=4", "n_train=10",
+      "density=0.5"], "cannot be predicted"),
+])
+def test_cli_bad_goals_exit_2_with_one_line(cands_toml, args, message):
+    r = _cli("suggest", "--candidates", str(cands_toml), *args)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("bayes-prune: error:") and message in last
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_bad_candidates_exit_2(tmp_path):
+    table = tmp_path / "c.csv"
+    pd.DataFrame({"arch": ["mlp"], "task": ["mnist1d"], "depth": [2], "width": [8],
+                  "n_train": [100]}).to_csv(table, index=False)
+    r = _cli("suggest", "--candidates", str(table), "--goal-design", "--target-error", "0.3")
+    assert r.returncode == 2 and "missing column(s) seed" in r.stderr
+    assert "Traceback" not in r.stderr
