@@ -1,5 +1,6 @@
 """The notebooks run top to bottom from the shipped grids (executed with nbclient): 01-03
-answer from the shipped reference posterior, 04 fits its own split."""
+answer from the shipped reference posterior, 04 fits its own split, 05 refits three rounds
+of `suggest`."""
 
 import os
 import shutil
@@ -22,8 +23,8 @@ def workdir(tmp_path_factory):
     return d / "notebooks"
 
 
-def test_there_are_four_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+def test_there_are_five_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
