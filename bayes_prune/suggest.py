@@ -23,6 +23,12 @@ Each pick maximises variance reduction per second of training. :func:`importance
 the same one-run value without the Gaussian step (the draws reweighted by each simulated
 measurement's likelihood), to check that both rank candidates alike.
 
+**The extrapolation discrepancy** of a goal beyond its group's grid (``query``, ``region``) is
+no property of the draws that a run could pin down: it shrinks only as the grid grows toward
+the goal. Its share of the goal's variance is kept apart and scaled with the grid's largest
+configuration (:class:`_Discrepancy`), so a run that extends the grid toward the goal is worth
+that shrinkage on top of what it teaches the law.
+
 **Cost.** Seconds per round are fitted on the rounds a store measured (:class:`CostModel`),
 ``seconds = c0 + c1 x weights x steps x batch_size``; a run costs that times its trainings
 (round 0 and each pruning round). Without a store the cost is in weight-steps (``c0 = 0``,
@@ -33,6 +39,7 @@ Numpy only, like every query: no torch, PyMC or JAX is imported.
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 from dataclasses import dataclass, fields
@@ -298,7 +305,18 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     elif goal.kind == "design":
         extra = _design_rows(post, cands, goal)
     rows = traj if extra is None else pd.concat([traj, extra], ignore_index=True)
-    draws = post.predict_draws(rows, band="expected", seed=seed)
+    disc = None
+    if goal.kind in ("query", "region") and post.meta.get("discrepancy"):
+        # the law's part, which runs inform through the draws, apart from the extrapolation
+        # discrepancy, which shrinks only as the grid grows toward the goal (_Discrepancy)
+        lean = copy.copy(post)
+        lean.meta = {**post.meta, "discrepancy": None}
+        draws = lean.predict_draws(rows, band="expected", seed=seed)
+        full = np.log(post.predict_draws(extra, band="expected", seed=seed).astype(np.float64))
+        disc = _Discrepancy(post, extra, full.var(axis=1, ddof=1)
+                            - np.log(draws[len(traj):].astype(np.float64)).var(axis=1, ddof=1))
+    else:
+        draws = post.predict_draws(rows, band="expected", seed=seed)
     logd = np.log(draws[:len(traj)].T.astype(np.float64))  # (draws, points)
     if goal.kind in ("query", "region"):
         G = np.log(draws[len(traj):].T.astype(np.float64))
@@ -342,7 +360,51 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
         noise.append(float(np.median(sigma_seed)) ** 2 + np.diag(point))
     return {"Y": Y, "blocks": [blocks_cfg[k] for k in cfg_codes], "noise": noise, "G": G,
             "trainings": np.array([trainings_cfg[k] for k in cfg_codes]), "params": params,
-            "median": med}
+            "median": med, "disc": disc,
+            "configs": cands[["arch", "task", "depth", "width", "n_train"]]
+            .reset_index(drop=True)}
+
+
+class _Discrepancy:
+    """The goal's share of the extrapolation discrepancy and how a larger grid shrinks it.
+
+    A goal row beyond its group's grid carries offsets of sd ``sqrt(sum_a (k_a d_a)^2)``
+    (:mod:`bayes_prune.discrepancy`), ``d_a`` its log excess over the grid's largest value on
+    axis ``a``; its variance in log error, measured from the draws with and without the
+    offsets, is taken to scale with ``sum_a (k_a d_a)^2``, ``k_a`` the root sum of squares of
+    the dense and invariant rates. A run at a larger configuration raises the grid's largest
+    values, and so lowers every ``d_a`` of its group's goal rows."""
+
+    def __init__(self, post, rows: pd.DataFrame, var: np.ndarray):
+        self.info = post.meta["discrepancy"]
+        self.groups = [f"{a}/{t}" for a, t in zip(rows["arch"], rows["task"], strict=True)]
+        self.sizes = rows[list(_AXES)].to_numpy(float)
+        self.var0 = np.maximum(var, 0.0)
+        self.base = self._weight(self.maxes())
+
+    def maxes(self) -> dict:
+        return {g: np.array([i[f"max_{a}"] for a in _AXES]) for g, i in self.info.items()}
+
+    def _weight(self, maxes: dict) -> np.ndarray:
+        out = np.zeros(len(self.groups))
+        for j, g in enumerate(self.groups):
+            i = self.info.get(g)
+            if i is None:
+                continue
+            k = np.array([np.hypot(i["sd_dense"].get(a, 0.0), i["sd_invariant"].get(a, 0.0))
+                          for a in _AXES])
+            d = np.log(np.maximum(self.sizes[j] / maxes[g], 1.0))
+            out[j] = float(((k * d) ** 2).sum())
+        return out
+
+    def total(self, maxes: dict) -> float:
+        """The goal's total discrepancy variance with the grid grown to ``maxes``."""
+        w = self._weight(maxes)
+        ratio = np.divide(w, self.base, out=np.zeros_like(w), where=self.base > 0)
+        return float((self.var0 * ratio).sum())
+
+
+_AXES = ("depth", "width", "n_train")
 
 
 def _design_draws(post, rows: pd.DataFrame, draws: np.ndarray, target: float) -> np.ndarray:
@@ -377,6 +439,19 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
     MX = np.zeros((0, X.shape[1]))  # M^T X, M's columns the conditioning directions so far
     MG = np.zeros((0, Gc.shape[1]))
     var = float((Gc ** 2).sum())
+    disc, maxes = sim.get("disc"), None
+    if disc is not None:
+        maxes = disc.maxes()
+        var_disc = disc.total(maxes)
+        var += var_disc
+        sizes = sim["configs"]
+        group = [f"{a}/{t}" for a, t in zip(sizes["arch"], sizes["task"], strict=True)]
+        sizes = sizes[list(_AXES)].to_numpy(float)
+
+        def grown(c):
+            if group[c] not in maxes:
+                return maxes
+            return {**maxes, group[c]: np.maximum(maxes[group[c]], sizes[c])}
     free = np.ones(len(blocks), bool)
     if taken is not None:
         free[taken] = False
@@ -390,6 +465,8 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
             Q = XtX[c] - MX[:, b].T @ MX[:, b] + noise[c]
             B = GtX[c] - MG.T @ MX[:, b]
             gain = float(np.trace(B @ np.linalg.solve(Q, B.T)))
+            if maxes is not None:
+                gain += var_disc - disc.total(grown(c))
             if gain / cost[c] > best_val:
                 best, best_val, best_gain = c, gain / cost[c], gain
         if best < 0 or best_gain <= 1e-12 * max(var, 1e-300):
@@ -402,6 +479,9 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
         new_MG = np.linalg.solve(L, X[:, b].T @ Gc - MX[:, b].T @ MG)
         MX, MG = np.vstack([MX, new_MX]), np.vstack([MG, new_MG])
         var -= best_gain
+        if maxes is not None:
+            maxes = grown(best)
+            var_disc = disc.total(maxes)
         spent += cost[best]
         free[best] = False
         picks.append({"index": int(best), "gain": best_gain, "var_after": max(var, 0.0),
@@ -453,6 +533,8 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
         raise UserError("candidate costs must be positive numbers (column 'cost')")
     k = sim["G"].shape[1]
     var0 = float(sim["G"].var(axis=0, ddof=1).sum())
+    if sim["disc"] is not None:
+        var0 += sim["disc"].total(sim["disc"].maxes())
     picks = greedy(sim, cost, n, budget)
     out = cands.iloc[[p["index"] for p in picks]][RUN_COLUMNS].copy().reset_index(drop=True)
     out.insert(0, "pick", np.arange(1, len(picks) + 1))

@@ -215,3 +215,24 @@ def test_cli_bad_candidates_exit_2(tmp_path):
     r = _cli("suggest", "--candidates", str(table), "--goal-design", "--target-error", "0.3")
     assert r.returncode == 2 and "missing column(s) seed" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_grid_grown_toward_the_goal_shrinks_its_discrepancy(reference):
+    """A goal beyond the grid carries the extrapolation discrepancy; a run at a larger
+    configuration is worth the part of it that the larger grid removes."""
+    goal = s.goal_query(pd.DataFrame({"arch": ["mlp"], "task": ["mnist1d"], "depth": [6],
+                                      "width": [512], "n_train": [8000], "density": [0.1]}))
+    cands = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": [6, 1],
+                          "width": [512, 16], "n_train": [8000, 1000], "seed": 9,
+                          "rounds": 40, "steps": 1000, "batch_size": 128,
+                          "prune_fraction": 0.2, "stop_within": 0.1})
+    sim = s.simulate(reference, cands, goal)
+    disc = sim["disc"]
+    now = disc.total(disc.maxes())
+    assert now > 0
+    covered = {**disc.maxes(), "mlp/mnist1d": np.array([6.0, 512.0, 8000.0])}
+    assert disc.total(covered) == 0
+    halfway = {**disc.maxes(), "mlp/mnist1d": np.array([5.0, 384.0, 6000.0])}
+    assert 0 < disc.total(halfway) < now
+    picks = s.greedy(sim, np.ones(2), 1)
+    assert picks[0]["index"] == 0  # the run at the goal, not the small one
