@@ -175,7 +175,8 @@ def _run_suggest(args) -> None:
     print(f"goal: {goal.label}")
     if "design_now" in summary:
         print(f"  today: {summary['design_now']}")
-    print(f"  posterior sd of the goal (log scale): {summary['goal_sd_before']:.4g} now, "
+    scale = "the coefficient's scale" if goal.kind == "compare" else "log scale"
+    print(f"  posterior sd of the goal ({scale}): {summary['goal_sd_before']:.4g} now, "
           f"{summary['goal_sd_after']:.4g} expected after these {len(picks)} run(s) "
           f"({summary['cost_total']:.4g} {unit})")
     if picks.empty:
