@@ -23,7 +23,7 @@ from .cli_answer import (
 from .cli_grid import _add_grid, _add_import
 from .cli_suggest import _add_suggest
 from .errors import UserError
-from .sampler import TUNE, Target
+from .sampler import SMALL_GRID, TUNE, Target
 
 DESCRIPTION = """\
 Pruning scaling laws as a Bayesian, predictive instrument.
@@ -249,11 +249,15 @@ def _add_fit(sub) -> None:
                    help="where to write the posterior (NetCDF)")
     p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default="auto",
                    help="'auto': nutpie when installed, else PyMC's NUTS (default: auto)")
-    p.add_argument("--draws", type=int, default=1000,
+    p.add_argument("--draws", type=int, default=None,
                    help="most draws per chain; the chains stop sooner once --ess-target is "
-                        "met (default: 1000)")
-    p.add_argument("--tune", type=int, default=TUNE,
-                   help=f"tuning steps per chain (default: {TUNE})")
+                        f"met (default: 1000; 2000 for a grid under {SMALL_GRID} points)")
+    p.add_argument("--tune", type=int, default=None,
+                   help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
+                        f"{SMALL_GRID} points)")
+    p.add_argument("--target-accept", type=float, default=None, metavar="P",
+                   help="NUTS's target acceptance rate, in (0, 1) (default: 0.95; 0.99 for a "
+                        f"grid under {SMALL_GRID} points)")
     p.add_argument("--ess-target", type=float, default=Target.ess, metavar="ESS",
                    help="stop drawing once every variable's bulk and tail ESS reach ESS and "
                         "R-hat is <= 1.01, checked every 50 draws (nutpie; 0: exactly --draws; "
@@ -294,8 +298,10 @@ def _run_fit(args) -> None:
     import json as _json
     from pathlib import Path
 
+    if args.target_accept is not None and not 0 < args.target_accept < 1:
+        raise UserError(f"--target-accept must be in (0, 1), got {args.target_accept}")
     for name in ("draws", "tune", "chains"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.ess_target < 0:
         raise UserError(f"--ess-target must be >= 0, got {args.ess_target:g}")
@@ -316,7 +322,8 @@ def _run_fit(args) -> None:
     grid = read_grids(args.grid)
 
     post = fit(grid, sampler=args.sampler, draws=args.draws, tune=args.tune,
-               chains=args.chains, seed=args.seed, cores=args.cores,
+               target_accept=args.target_accept, chains=args.chains, seed=args.seed,
+               cores=args.cores,
                likelihood=args.likelihood, priors=priors, **_variants(args),
                log_likelihood=args.loo, progress=not args.quiet, source=" + ".join(args.grid),
                backend=args.backend, precision=args.precision, device=args.device,

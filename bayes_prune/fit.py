@@ -35,7 +35,7 @@ from .model import (  # noqa: E402
     prior_predictive,
 )
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
-from .sampler import TUNE, Target, backend_of, compile_model, precision_of, sample  # noqa: E402
+from .sampler import Target, backend_of, compile_model, defaults_for, precision_of, sample  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -74,12 +74,13 @@ def diagnose(idata) -> dict:
     return out
 
 
-def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int = TUNE,
+def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
+        tune: int | None = None,
         chains: int = 4, seed: int = 0, cores: int | None = None, likelihood: str = "normal",
         p_depends_on_n: bool = False, priors: Priors | None = None,
         log_likelihood: bool = False, progress: bool = True, source: str = "<grid>",
         low_rank: bool = True, runs_mode: str = "latent",
-        target_accept: float = 0.95, gamma_depends_on_n: bool = False,
+        target_accept: float | None = None, gamma_depends_on_n: bool = False,
         curved: bool = False, discrepancy: bool = True, ar1: bool = False,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
@@ -89,6 +90,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
 
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
     numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
+    ``draws``, ``tune`` and ``target_accept`` default to
+    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 1,000 and 0.95; for a
+    grid under 200 points 2,000, 2,000 and 0.99).
     ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
     every variable's bulk and tail ESS reach it and R-hat is at most 1.01 (``None``: exactly
     ``draws``). ``cores``
@@ -111,6 +115,10 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int = 1000, tune: int 
     least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
     """
+    chosen = defaults_for(len(grid))
+    draws = chosen["draws"] if draws is None else draws
+    tune = chosen["tune"] if tune is None else tune
+    target_accept = chosen["target_accept"] if target_accept is None else target_accept
     lay = layout(grid)
     priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,

@@ -23,8 +23,8 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "TUNE", "Target", "backend_of", "compile_model",
-           "precision_of", "sample"]
+__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "TUNE", "SMALL_GRID", "Target", "backend_of",
+           "compile_model", "defaults_for", "precision_of", "sample"]
 
 BACKENDS = ("auto", "jax", "numba")
 PRECISIONS = ("auto", "float32", "float64")
@@ -32,6 +32,11 @@ DEVICES = ("cpu", "cuda")
 # tuning steps per chain, fit's and the CLI's default: with 300 the reference fit failed its
 # diagnostics (README, "Fit speed")
 TUNE = 1000
+# grids of fewer points identify little (one network, two densities, a trajectory): their
+# posteriors keep long ridges, and nutpie at target_accept 0.95 diverged a few times on three
+# real ones (frantar2023 T5 and ViT, csgiung); at 0.99 with 2,000 tuning steps and up to
+# 2,000 draws they met every threshold (experiments/README, "Other people's grids")
+SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
 
 
@@ -46,6 +51,15 @@ class Target:
     min_draws: int = 200
     block: int = 50
     variables: tuple[str, ...] = ()  # those checked; () for all
+
+
+def defaults_for(points: int) -> dict:
+    """``fit``'s sampler defaults for a grid of ``points`` rows: ``tune``, most ``draws`` per
+    chain and ``target_accept``; a grid under :data:`SMALL_GRID` points tunes longer and takes
+    smaller steps (it costs seconds there)."""
+    if points < SMALL_GRID:
+        return {"tune": 2000, "draws": 2000, "target_accept": 0.99}
+    return {"tune": TUNE, "draws": 1000, "target_accept": 0.95}
 
 
 def backend_of(name: str, device: str = "cpu") -> str:

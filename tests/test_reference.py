@@ -54,6 +54,10 @@ def test_it_was_fitted_at_fit_defaults(post):
 
     defaults = {k: v.default for k, v in inspect.signature(fit).parameters.items()
                 if v.default is not inspect.Parameter.empty}
+    from bayes_prune.sampler import defaults_for
+
+    defaults.update({k: v for k, v in defaults_for(post.meta["provenance"]["points"]).items()
+                     if k != "draws"})
     s = post.meta["settings"]
     for key in ("tune", "chains", "likelihood", "target_accept", "p_depends_on_n",
                 "gamma_depends_on_n", "curved", "discrepancy", "runs_mode", "ess_target"):
