@@ -344,7 +344,9 @@ def _run_fit(args) -> None:
               f"{d['min_ess_bulk']:.0f} tail {d['min_ess_tail']:.0f}, divergences "
               f"{d['divergences']}: " + ("ok" if d["ok"] else "FAILED (see the warning above)"))
     for group, k in (post.meta.get("discrepancy") or {}).items():
+        got = k.get("inherited", {})
         rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
+                          + (f" (not measurable here: from {got[a]})" if a in got else "")
                           for a in k["sd_dense"])
         print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
               f"log excess over depth {k['max_depth']:g}, width {k['max_width']:g}, n_train "

@@ -51,8 +51,9 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
 
     Returns ``{"arch/task": {"max_depth", "max_width", "max_n_train", "sd_dense",
     "sd_invariant", "configurations", "splits"}}``, ``sd_*`` being ``{axis: k}`` (per unit of
-    log excess); an axis without a split (too few values or configurations) has ``k`` 0: no
-    discrepancy is added along it.
+    log excess); an axis without a split (too few values or configurations) is listed in
+    ``unmeasured`` and inherits a rate measured elsewhere (:func:`_inherit`, recorded in
+    ``inherited``).
     """
     out = {}
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
@@ -80,7 +81,33 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
                 info["splits"] += 1
             for name, x in (("sd_invariant", sums[0]), ("sd_dense", sums[1])):
                 info[name][axis] = float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
+            if sums[2] == 0:
+                info.setdefault("unmeasured", []).append(axis)
         out["/".join(key)] = info
+    return _inherit(out)
+
+
+def _inherit(out: dict[str, dict]) -> dict[str, dict]:
+    """Rates for the axes a group's grid cannot split (fewer than three values, or too few
+    configurations below a cut): not 0, which would claim that the law does not drift along
+    them, but the largest rate measured along that axis in the other groups of the fit, else
+    the largest rate measured along the group's other axes; 0 only when the fit measured
+    none. ``inherited`` records ``{axis: "axis of group" | "other axes"}``."""
+    for info in out.values():
+        for axis in info.get("unmeasured", []):
+            others = [i for i in out.values() if axis not in i.get("unmeasured", [])]
+            if others:
+                source = f"{axis} of other groups"
+                pick = {name: max(i[name][axis] for i in others)
+                        for name in ("sd_dense", "sd_invariant")}
+            else:
+                own = [a for a in SIZE_AXES if a not in info.get("unmeasured", [])]
+                source = "other axes" if own else "none measured"
+                pick = {name: max((info[name][a] for a in own), default=0.0)
+                        for name in ("sd_dense", "sd_invariant")}
+            for name, k in pick.items():
+                info[name][axis] = k
+            info.setdefault("inherited", {})[axis] = source
     return out
 
 

@@ -112,7 +112,10 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
     assert (ok["max_depth"], ok["max_width"], ok["max_n_train"]) == (4, 128, 4000)
     # a law that holds extrapolates its pruned points within their noise; one that bends
     # misses them by far more
-    assert ok["sd_invariant"]["n_train"] == bent["sd_invariant"]["n_train"] == 0  # no split
+    for d in (ok, bent):  # no split along n_train: it inherits the largest measured rate
+        assert d["unmeasured"] == ["n_train"] and d["inherited"] == {"n_train": "other axes"}
+        assert d["sd_invariant"]["n_train"] == max(d["sd_invariant"]["depth"],
+                                                   d["sd_invariant"]["width"])
     assert ok["sd_invariant"]["width"] < 0.1
     assert bent["sd_invariant"]["width"] > 3 * ok["sd_invariant"]["width"]
     assert bent["sd_invariant"]["width"] > 0.15
@@ -169,3 +172,18 @@ def test_leave_group_out_fits_on_the_other_groups_held_out_rows(split, monkeypat
         a + t for a, t in held[["arch", "task"]].drop_duplicates().itertuples(index=False)}
     # each fit sees the fitting grid plus three quarters of the held-out rows
     assert all(n == len(fit) + 3 * len(held) // 4 and g == 1 for n, g in seen)
+
+
+def test_an_axis_the_grid_cannot_split_inherits_a_measured_rate():
+    """Two depths cannot be split (a cut keeps two values fitted and one beyond): depth's
+    extrapolation rate is not 0 but taken from what was measured elsewhere."""
+    from bayes_prune.discrepancy import extrapolation_discrepancy
+    from bayes_prune.synthetic import simulate_grid
+
+    grid = simulate_grid(depths=(2, 3), widths=(16, 32, 64, 128), n_trains=(1000, 2000, 4000),
+                         seeds=(0,), rounds=12)
+    for info in extrapolation_discrepancy(grid).values():
+        assert info["unmeasured"] == ["depth"]
+        assert info["inherited"]["depth"] in ("depth of other groups", "other axes")
+        measured = [info["sd_invariant"][a] for a in ("width", "n_train")]
+        assert info["sd_invariant"]["depth"] > 0 or max(measured) == 0

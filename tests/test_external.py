@@ -33,14 +33,15 @@ def test_every_external_grid_fits_with_finite_predictions(path):
     table = post.coefficient_table()
     assert set(table["identified"]) <= {"data", "partly", "prior"}
     # an axis with one value leaves its exponent on the prior (in a grid of one group: with
-    # several, the other groups inform it through the pooling)
+    # several, the other groups inform it through the pooling); with these short chains (an
+    # ESS of tens) the interval's width is noisy, so: never called identified by the data
     groups = grid.groupby(["arch", "task"])
     for (arch, task), g in groups if groups.ngroups == 1 else ():
         rows = table[(table["arch"] == arch) & (table["task"] == task)].set_index("coef")
         if g["width"].nunique() == 1:
-            assert rows.loc["psi", "identified"] == "prior"
+            assert rows.loc["psi", "identified"] != "data"
         if g["depth"].nunique() == 1:
-            assert rows.loc["phi", "identified"] == "prior"
+            assert rows.loc["phi", "identified"] != "data"
     assert set(post.meta["prior_predictive"]) == set(
         f"{a}/{t}" for a, t in grid[["arch", "task"]].drop_duplicates().itertuples(index=False))
 
