@@ -29,7 +29,8 @@ the goal. Its share of the goal's variance is kept apart and scaled with the gri
 configuration (:class:`_Discrepancy`), so a run that extends the grid toward the goal is worth
 that shrinkage on top of what it teaches the law.
 
-**Cost.** Seconds per round are fitted on the rounds a store measured (:class:`CostModel`),
+**Cost.** Seconds per round are fitted on the rounds a store measured
+(:class:`bayes_prune.cost.CostModel`),
 ``seconds = c0 + c1 x weights x steps x batch_size``; a run costs that times its trainings
 (round 0 and each pruning round). Without a store the cost is in weight-steps (``c0 = 0``,
 ``c1 = 1``), which ranks alike up to the fixed cost per round.
@@ -40,23 +41,19 @@ Numpy only, like every query: no torch, PyMC or JAX is imported.
 from __future__ import annotations
 
 import copy
-import json
-import sqlite3
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .candidates import RUN_COLUMNS, candidate_runs, drop_finished, write_specs
+from .cost import CostModel
 from .errors import UserError
 
 __all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "goal_compare",
            "simulate", "greedy", "importance_gain", "suggest", "write_specs", "drop_finished",
            "RUN_COLUMNS"]
 
-RUN_COLUMNS = ["arch", "task", "depth", "width", "n_train", "seed"]
-_RECIPE_DEFAULTS = {"rounds": 40, "steps": 2000, "batch_size": 128, "prune_fraction": 0.2,
-                    "stop_within": 0.1}
 _DESIGN_DENSITIES = 0.8 ** np.arange(41)
 
 
@@ -72,157 +69,6 @@ class Goal:
     coef: str | None = None
     a: tuple[str, str] | None = None
     b: tuple[str, str] | None = None
-
-
-@dataclass
-class CostModel:
-    """``seconds per round = c0 + c1 x params_total x steps x batch_size``, fitted by relative
-    least squares on a store's rounds, per (arch, task) group where the store has one (a
-    convolution costs more per weight than a dense layer) and over all of them for the rest
-    (``unit`` ``"s"``); without a store, weight-steps (``unit`` ``"work"``, ``c0 = 0``,
-    ``c1 = 1``)."""
-
-    coefs: dict = None  # (arch, task) or None (all groups) -> (c0, c1, rounds, median rel. error)
-    unit: str = "work"
-    source: str = "no store: cost in weights x steps x batch x trainings"
-
-    @classmethod
-    def from_stores(cls, paths) -> CostModel:
-        frames = []
-        for p in paths:
-            p = Path(p)
-            if not p.is_file():
-                raise UserError(f"--store {p}: no such store")
-            try:
-                with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
-                    frames.append(pd.read_sql_query(
-                        "SELECT r.seconds, r.params_total, u.arch, u.task, u.config "
-                        "FROM rounds r JOIN runs u USING (run_id) WHERE r.seconds > 0", con))
-            except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-                raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
-        if not frames or not sum(len(f) for f in frames):
-            return cls()
-        df = pd.concat(frames, ignore_index=True)
-        recipe = [json.loads(c).get("recipe", {}) for c in df["config"]]
-        df["work"] = df["params_total"].to_numpy(float) * np.array(
-            [r.get("steps", _RECIPE_DEFAULTS["steps"]) * r.get("batch_size",
-                                                             _RECIPE_DEFAULTS["batch_size"])
-             for r in recipe], float)
-        coefs = {None: _fit_cost(df)}
-        for key, part in df.groupby(["arch", "task"]):
-            if len(part) >= 20:
-                coefs[key] = _fit_cost(part)
-        names = ", ".join(Path(p).name for p in paths)
-        return cls(coefs, "s", f"{len(df)} measured rounds of {names}")
-
-    def _coef(self, arch: str, task: str) -> tuple[float, float]:
-        if not self.coefs:
-            return 0.0, 1.0
-        return self.coefs.get((arch, task), self.coefs[None])[:2]
-
-    def seconds(self, runs: pd.DataFrame, params, trainings) -> np.ndarray:
-        """The cost of each run of ``runs`` (columns arch, task, steps, batch_size) with
-        ``params`` weights and ``trainings`` trainings."""
-        c = np.array([self._coef(a, t) for a, t in zip(runs["arch"], runs["task"],
-                                                       strict=True)], float).reshape(-1, 2)
-        work = np.asarray(params, float) * runs["steps"].to_numpy(float) \
-            * runs["batch_size"].to_numpy(float)
-        return (c[:, 0] + c[:, 1] * work) * np.asarray(trainings, float)
-
-    def to_dict(self) -> dict:
-        return {"unit": self.unit, "source": self.source,
-                "groups": {"all" if k is None else "/".join(k):
-                           {"c0": v[0], "c1": v[1], "rounds": v[2], "median_rel_error": v[3]}
-                           for k, v in (self.coefs or {}).items()}}
-
-    def describe(self) -> str:
-        if self.unit == "work":
-            return f"cost model: {self.source}"
-        lines = [f"cost model: seconds per round = c0 + c1 x weights x steps x batch, fitted "
-                 f"on {self.source}:"]
-        for k, (c0, c1, n, rel) in self.coefs.items():
-            lines.append(f"  {'all groups' if k is None else '/'.join(k)}: c0 {c0:.3g} s, "
-                         f"c1 {c1:.3g} s, {n} rounds, median relative error {100 * rel:.0f} %")
-        return "\n".join(lines)
-
-
-def _fit_cost(df: pd.DataFrame) -> tuple[float, float, int, float]:
-    """``(c0, c1, rounds, median relative error)`` of ``seconds = c0 + c1 x work``, by least
-    squares on relative errors (a 0.1 s round weighs as much as a 100 s one), ``c0, c1 >= 0``."""
-    work, secs = df["work"].to_numpy(float), df["seconds"].to_numpy(float)
-    A = np.stack([np.ones_like(work), work], axis=1) / secs[:, None]
-    (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(secs), rcond=None)
-    if c1 <= 0:  # no size effect visible: a constant cost per round
-        c0, c1 = float(np.median(secs)), 0.0
-    elif c0 < 0:
-        c0, c1 = 0.0, float(np.median(secs / work))
-    rel = float(np.median(np.abs((c0 + c1 * work) / secs - 1)))
-    return float(c0), float(c1), int(len(df)), rel
-
-
-# ------------------------------------------------------------------------------ candidates
-def candidate_runs(path: str | Path) -> pd.DataFrame:
-    """Candidate runs from a grid spec (TOML: its runs) or a table (CSV with columns
-    ``arch, task, depth, width, n_train, seed`` and, optionally, ``rounds``,
-    ``params_total``, ``params_prunable`` and any recipe field). One row per run, with the
-    recipe's fields as columns and ``recipe`` (a JSON object of the fields that differ from
-    the default recipe)."""
-    from .spec import Recipe, RunConfig, load_spec
-
-    path = Path(path)
-    if path.suffix == ".toml":
-        spec = load_spec(path)
-        runs = spec.runs()
-        rec = {f.name: getattr(spec.recipe, f.name) for f in fields(Recipe)}
-        table = pd.DataFrame([{"arch": r.arch, "task": r.task, "depth": r.depth,
-                               "width": r.width, "n_train": r.n_train, "seed": r.seed,
-                               "rounds": r.rounds, **rec} for r in runs])
-    else:
-        from .inputs import read_table
-
-        table = read_table(path, "--candidates", RUN_COLUMNS)
-        seeds = pd.to_numeric(table["seed"], errors="coerce")
-        if seeds.isna().any() or (seeds < 0).any() or (seeds != seeds.round()).any():
-            raise UserError(f"--candidates {path}: seed must be an integer >= 0")
-        table["seed"] = seeds.astype(int)
-        defaults = {f.name: getattr(Recipe(), f.name) for f in fields(Recipe)}
-        for name, value in {"rounds": 40, **defaults}.items():
-            if name not in table:
-                table[name] = value
-        try:  # every row's recipe checked as a spec's would be
-            for rec in table[list(defaults)].drop_duplicates().to_dict(orient="records"):
-                Recipe(**{k: _py(v) for k, v in rec.items()})
-        except (UserError, TypeError) as exc:
-            raise UserError(f"--candidates {path}: {exc}") from None
-    if table.empty:
-        raise UserError(f"--candidates {path}: no candidate runs")
-    table = table.drop_duplicates(subset=RUN_COLUMNS).reset_index(drop=True)
-    names = [f.name for f in fields(Recipe)]
-    table["run_id"] = [RunConfig(r["task"], r["arch"], int(r["depth"]), int(r["width"]),
-                                 int(r["n_train"]), int(r["seed"]), int(r["rounds"]),
-                                 Recipe(**{n: _py(r[n]) for n in names})).run_id
-                       for r in table.to_dict(orient="records")]
-    return table
-
-
-def _py(v):
-    return v.item() if hasattr(v, "item") else v
-
-
-def drop_finished(cands: pd.DataFrame, stores) -> pd.DataFrame:
-    """``cands`` without the runs that are finished (status ``done``) in any of ``stores``
-    (the same run id: the same configuration, seed and recipe)."""
-    done = set()
-    for p in stores:
-        try:
-            with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
-                done |= {r for (r,) in con.execute("SELECT run_id FROM runs WHERE "
-                                                   "status = 'done'")}
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
-    if "run_id" not in cands or not done:
-        return cands
-    return cands[~cands["run_id"].isin(done)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------- goals
@@ -555,30 +401,3 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
                "cost_total": float(sum(p["cost"] for p in picks)),
                "cost_model": cost_model.to_dict()}
     return out, summary
-
-
-def write_specs(picks: pd.DataFrame, cands: pd.DataFrame, path: str | Path,
-                comment: str = "") -> list[Path]:
-    """The picked runs as grid specs that ``bayes-prune grid run`` accepts: one file (``path``)
-    if they share a group and a recipe, else one per group and recipe (``path``'s stem with
-    ``_<arch>_<task>[_<k>]``)."""
-    from .spec import Recipe, spec_text
-
-    path = Path(path)
-    names = [f.name for f in fields(Recipe)]
-    chosen = picks[RUN_COLUMNS].merge(cands, on=RUN_COLUMNS, how="left")
-    keys = ["arch", "task", "rounds"] + names
-    groups = list(chosen.groupby(keys, sort=False, dropna=False))
-    written = []
-    for k, (key, part) in enumerate(groups):
-        values = dict(zip(keys, key, strict=True))
-        recipe = Recipe(**{n: _py(values[n]) for n in names})
-        target = path if len(groups) == 1 else path.with_name(
-            f"{path.stem}_{values['arch']}_{values['task']}"
-            + (f"_{k}" if sum(1 for g in groups if g[0][:2] == key[:2]) > 1 else "")
-            + path.suffix)
-        runs = part[["depth", "width", "n_train", "seed"]].astype(int).itertuples(index=False)
-        target.write_text(spec_text(values["task"], values["arch"], [tuple(r) for r in runs],
-                                    int(values["rounds"]), recipe, comment))
-        written.append(target)
-    return written
