@@ -236,3 +236,14 @@ def test_a_grid_grown_toward_the_goal_shrinks_its_discrepancy(reference):
     assert 0 < disc.total(halfway) < now
     picks = s.greedy(sim, np.ones(2), 1)
     assert picks[0]["index"] == 0  # the run at the goal, not the small one
+
+
+def test_suggest_imports_no_torch_pymc_or_jax(cands_toml):
+    code = ("import sys, json\nfrom bayes_prune.cli import main\n"
+            f"rc = main(['suggest', '--candidates', {str(cands_toml)!r}, '--goal-design', "
+            "'--target-error', '0.3', '--n', '2', '--json'])\n"
+            "print(json.dumps([rc] + [m in sys.modules for m in ('torch', 'pymc', 'pytensor', "
+            "'jax')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False, False, False, False]
