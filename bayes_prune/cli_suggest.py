@@ -138,6 +138,10 @@ def _stores(args):
 def _run_suggest(args) -> None:
     from . import suggest as s
 
+    if args.n < 1:
+        raise UserError(f"--n must be at least 1, got {args.n}")
+    if args.budget is not None and not args.budget > 0:
+        raise UserError(f"--budget must be positive, got {args.budget}")
     post = _load_posterior(args.posterior)
     goal = _goal(args, post)
     cands = s.candidate_runs(args.candidates)
@@ -180,7 +184,9 @@ def _run_suggest(args) -> None:
           f"{summary['goal_sd_after']:.4g} expected after these {len(picks)} run(s) "
           f"({summary['cost_total']:.4g} {unit})")
     if picks.empty:
-        print("no candidate run fits the budget or would narrow the goal")
+        print("no candidate run fits the budget or would narrow the goal"
+              + (f" (the cheapest costs {summary['cheapest']:.4g} {unit})"
+                 if args.budget is not None else ""))
     else:
         print(picks.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for w in written:

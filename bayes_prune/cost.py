@@ -45,7 +45,8 @@ class CostModel:
                         "SELECT r.seconds, r.params_total, u.arch, u.task, u.config "
                         "FROM rounds r JOIN runs u USING (run_id) WHERE r.seconds > 0", con))
             except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-                raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
+                why = str(exc).rsplit(": ", 1)[-1]  # pandas quotes the whole query first
+                raise UserError(f"--store {p}: not a bayes-prune store ({why})") from None
         if not frames or not sum(len(f) for f in frames):
             return cls()
         df = pd.concat(frames, ignore_index=True)

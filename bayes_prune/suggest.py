@@ -397,6 +397,7 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
                "goal_sd_after": float(np.sqrt(picks[-1]["var_after"] / k)) if picks
                else float(np.sqrt(var0 / k)),
                "candidates": int(len(cands)), "picked": int(len(picks)),
+               "cheapest": float(cost.min()),
                "cost_unit": "given" if "cost" in cands else cost_model.unit,
                "cost_total": float(sum(p["cost"] for p in picks)),
                "cost_model": cost_model.to_dict()}

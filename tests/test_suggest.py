@@ -199,6 +199,9 @@ def test_cli_writes_a_spec_that_grid_run_trains(tmp_path):
     (["--goal-design", "--target-error", "1.5"], "--target-error must be in (0, 1)"),
     (["--goal-query", "arch=resnet", "task=mnist1d", "depth=2", "width=4", "n_train=10",
       "density=0.5"], "cannot be predicted"),
+    (["--goal-design", "--target-error", "0.3", "--budget", "-5"], "--budget must be positive"),
+    (["--goal-design", "--target-error", "0.3", "--store", __file__],
+     "not a bayes-prune store"),
 ])
 def test_cli_bad_goals_exit_2_with_one_line(cands_toml, args, message):
     r = _cli("suggest", "--candidates", str(cands_toml), *args)
