@@ -4,7 +4,6 @@ already finished in a store left out, and the chosen ones written back as specs 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import fields
 from pathlib import Path
 
@@ -68,14 +67,10 @@ def _py(v):
 def drop_finished(cands: pd.DataFrame, stores) -> pd.DataFrame:
     """``cands`` without the runs that are finished (status ``done``) in any of ``stores``
     (the same run id: the same configuration, seed and recipe)."""
-    done = set()
-    for p in stores:
-        try:
-            with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
-                done |= {r for (r,) in con.execute("SELECT run_id FROM runs WHERE "
-                                                   "status = 'done'")}
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"--store {p}: not a bayes-prune store ({exc})") from None
+    from .store import read_only
+
+    done = {r for p in stores
+            for r in read_only(p, "SELECT run_id FROM runs WHERE status = 'done'")["run_id"]}
     if "run_id" not in cands or not done:
         return cands
     return cands[~cands["run_id"].isin(done)].reset_index(drop=True)

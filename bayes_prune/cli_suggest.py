@@ -138,10 +138,7 @@ def _stores(args):
 def _run_suggest(args) -> None:
     from . import suggest as s
 
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1, got {args.n}")
-    if args.budget is not None and not args.budget > 0:
-        raise UserError(f"--budget must be positive, got {args.budget}")
+    s.check_request(args.n, args.budget)  # before anything is loaded
     post = _load_posterior(args.posterior)
     goal = _goal(args, post)
     cands = s.candidate_runs(args.candidates)

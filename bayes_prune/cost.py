@@ -5,20 +5,16 @@ only."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .spec import Recipe
+from .store import read_only
 
 __all__ = ["CostModel"]
-
-# a store's run without these recipe fields ran with the recipe's defaults
-_RECIPE_DEFAULTS = {"steps": 2000, "batch_size": 128}
-
 
 @dataclass
 class CostModel:
@@ -34,26 +30,15 @@ class CostModel:
 
     @classmethod
     def from_stores(cls, paths) -> CostModel:
-        frames = []
-        for p in paths:
-            p = Path(p)
-            if not p.is_file():
-                raise UserError(f"--store {p}: no such store")
-            try:
-                with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
-                    frames.append(pd.read_sql_query(
-                        "SELECT r.seconds, r.params_total, u.arch, u.task, u.config "
-                        "FROM rounds r JOIN runs u USING (run_id) WHERE r.seconds > 0", con))
-            except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-                why = str(exc).rsplit(": ", 1)[-1]  # pandas quotes the whole query first
-                raise UserError(f"--store {p}: not a bayes-prune store ({why})") from None
+        frames = [read_only(p, "SELECT r.seconds, r.params_total, u.arch, u.task, u.config "
+                               "FROM rounds r JOIN runs u USING (run_id) WHERE r.seconds > 0")
+                  for p in paths]
         if not frames or not sum(len(f) for f in frames):
             return cls()
         df = pd.concat(frames, ignore_index=True)
         recipe = [json.loads(c).get("recipe", {}) for c in df["config"]]
         df["work"] = df["params_total"].to_numpy(float) * np.array(
-            [r.get("steps", _RECIPE_DEFAULTS["steps"]) * r.get("batch_size",
-                                                             _RECIPE_DEFAULTS["batch_size"])
+            [r.get("steps", Recipe.steps) * r.get("batch_size", Recipe.batch_size)
              for r in recipe], float)
         coefs = {None: _fit_cost(df)}
         for key, part in df.groupby(["arch", "task"]):

@@ -42,6 +42,7 @@ __all__ = [
     "error",
     "log_dense_error",
     "dense_error",
+    "binomial_log_var",
 ]
 
 
@@ -164,6 +165,12 @@ def log_dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
     log_tilde = lae(lae(dense.log_a - dense.alpha * xp.log(n_train),
                         dense.log_b - dense.beta * xp.log(params)), dense.log_c_inf)
     return xp.log(eps0) + log_tilde - 0.5 * lae(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
+
+
+def binomial_log_var(eps, n_test):
+    """Variance of a measured log error from the test set alone: a binomial proportion
+    ``eps`` of ``n_test`` examples, on the log scale (delta method), ``(1 - eps) / (n eps)``."""
+    return (1 - eps) / (n_test * eps)
 
 
 def dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):

@@ -71,7 +71,7 @@ import pytensor.tensor as pt
 from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import log_dense_error, log_error
+from .law import binomial_log_var, log_dense_error, log_error
 from .lsq import observed_errors
 from .priors import Priors
 
@@ -150,7 +150,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
             e = np.exp(y)
             pm.Potential("dense_points", _marginal_dense(
                 y, law_c, runs["config_idx"].to_numpy(), len(cfg),
-                sigma_seed[rg] ** 2 + (1 - e) / (n_dense * e), tau_c))
+                sigma_seed[rg] ** 2 + binomial_log_var(e, n_dense), tau_c))
             log_np_t = y
         else:  # each run's own dense error; its configuration's latent integrated out
             log_np_t = pm.Flat("log_eps_np_run", dims="run", initval=run_start(lay, y))
@@ -170,7 +170,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
                          pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)
         mean = pm.Deterministic("log_err_mean", mean, dims="point") if not observed else mean
         eps = pt.clip(pt.exp(mean), 1e-6, 1 - 1e-6)
-        sd = pt.sqrt(sigma[pg] ** 2 + (1 - eps) / (p["n_test"].to_numpy(float) * eps))
+        sd = pt.sqrt(sigma[pg] ** 2 + binomial_log_var(eps, p["n_test"].to_numpy(float)))
         obs = np.log(observed_errors(p)) if observed else None
         if ar1 and observed:
             rho = pm.Beta("rho", *priors.rho, dims="group")
@@ -277,7 +277,7 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
     var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
     if run_draws is None:
         e = np.exp(y)
-        var_t = var_t + (1 - e) / (n_dense * e)
+        var_t = var_t + binomial_log_var(e, n_dense)
     else:
         y = run_draws
     m = np.zeros((len(cfg), len(runs)))

@@ -35,7 +35,7 @@ import pandas as pd
 from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES
-from .law import log_dense_error, log_eq1, log_invariant
+from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
 from .priors import Priors
 
 __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
@@ -277,17 +277,20 @@ class Posterior:
         return sizes[codes]
 
     def predict_draws(self, rows: pd.DataFrame, band: str = "expected",
-                      seed: int = 0) -> np.ndarray:
-        """Error draws ``(len(rows), draws)`` (float32) for the configurations in ``rows``."""
+                      seed: int = 0, discrepancy: bool = True) -> np.ndarray:
+        """Error draws ``(len(rows), draws)`` (float32) for the configurations in ``rows``;
+        ``discrepancy=False`` leaves out the extrapolation discrepancy of rows beyond the grid
+        (the law's own spread alone; every other draw is the same)."""
         out = np.empty((len(rows), self.n_draws), dtype=np.float32)
 
         def keep(i, draws):
             out[i] = draws
 
-        self._each_chunk(rows, band, seed, keep)
+        self._each_chunk(rows, band, seed, keep, discrepancy)
         return out
 
-    def _each_chunk(self, rows: pd.DataFrame, band: str, seed: int, fn) -> None:
+    def _each_chunk(self, rows: pd.DataFrame, band: str, seed: int, fn,
+                    discrepancy: bool = True) -> None:
         """Draw the errors of ``rows`` chunk by chunk, on threads, calling ``fn(i, draws)``
         with the chunk's row positions ``i`` and its draws ``(len(i), draws)``."""
         if band not in BANDS:
@@ -327,7 +330,7 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
-            spread = self._discrepancy_sd(group, uniq)
+            spread = self._discrepancy_sd(group, uniq) if discrepancy else None
             log_np = self._dense_draws(uniq, dense, eps0, tau, spread and spread[0], rng)[inv]
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
@@ -347,7 +350,7 @@ class Posterior:
                 n_test = (r["n_test"].to_numpy(np.float32)[:, None] if "n_test" in r
                           else np.float32(n_test_group))
                 eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
-                sd = np.sqrt(sigma**2 + (1 - eps) / (n_test * eps))
+                sd = np.sqrt(sigma**2 + binomial_log_var(eps, n_test))
                 log_eps += sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
             _check_finite(group, r, {"dense error": log_np, "invariant m*": log_m,
                                      "error": log_eps})

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +33,7 @@ from .grid import validate
 from .spec import RunConfig
 from .workers import Writer, alive, check_parent
 
-__all__ = ["Store", "ROUND_FIELDS", "Held", "LeaseLost", "LEASE", "HEARTBEAT"]
+__all__ = ["Store", "ROUND_FIELDS", "Held", "LeaseLost", "LEASE", "HEARTBEAT", "read_only"]
 
 ROUND_FIELDS = ("density", "test_error", "test_mistakes", "n_test", "train_loss", "params_total",
                 "params_prunable", "params_nonzero", "seconds")
@@ -63,6 +63,21 @@ class Held(RuntimeError):
 
 class LeaseLost(RuntimeError):
     """This writer no longer holds the run's claim (another writer took it over)."""
+
+
+def read_only(path: str | os.PathLike, sql: str, option: str = "--store") -> pd.DataFrame:
+    """The rows of ``sql`` on the store at ``path``, opened read-only (no claim, no writer:
+    for reports, cost models and the like). A missing file, or one that is not a store, is a
+    one-line :class:`UserError` naming ``option``."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{option} {p}: no such store")
+    try:
+        with closing(sqlite3.connect(f"file:{p}?mode=ro", uri=True)) as con:
+            return pd.read_sql_query(sql, con)
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        why = str(exc).rsplit(": ", 1)[-1]  # pandas quotes the whole query first
+        raise UserError(f"{option} {p}: not a bayes-prune store ({why})") from None
 
 
 def _check_file(path: Path, create: bool) -> None:

@@ -40,7 +40,6 @@ Numpy only, like every query: no torch, PyMC or JAX is imported.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +48,8 @@ import pandas as pd
 from .candidates import RUN_COLUMNS, candidate_runs, drop_finished, write_specs
 from .cost import CostModel
 from .errors import UserError
+from .grid import CONFIG_KEY, SIZE_AXES
+from .law import binomial_log_var
 
 __all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "goal_compare",
            "simulate", "greedy", "importance_gain", "suggest", "write_specs", "drop_finished",
@@ -59,8 +60,10 @@ _DESIGN_DENSITIES = 0.8 ** np.arange(41)
 
 @dataclass
 class Goal:
-    """One goal: ``draws`` ``(draws, k)`` aligned with the posterior's draws, a ``label`` for
-    people, and ``rows`` (the query rows the draws come from, or ``None``)."""
+    """One goal, of ``kind`` query, region, design or compare, with a ``label`` for people and
+    what the kind needs: ``rows`` (query, region: the configurations), ``target_error`` and
+    ``a`` = (arch, task) or Nones (design), ``coef``, ``a`` and ``b`` (compare). Its draws,
+    aligned with the posterior's, are made by :func:`simulate`."""
 
     kind: str
     label: str
@@ -101,15 +104,14 @@ def goal_compare(coef: str, a: tuple[str, str], b: tuple[str, str]) -> Goal:
 # ------------------------------------------------------------------------------ simulation
 def _design_rows(post, cands: pd.DataFrame, goal: Goal) -> pd.DataFrame:
     arch, task = goal.a
-    cols = ["task", "arch", "depth", "width", "n_train"]
-    configs = pd.concat([post.configs[cols + ["params_total", "params_prunable"]],
-                         cands[cols + [c for c in ("params_total", "params_prunable")
-                                       if c in cands]]], ignore_index=True)
+    configs = pd.concat([post.configs[CONFIG_KEY + ["params_total", "params_prunable"]],
+                         cands[CONFIG_KEY + [c for c in ("params_total", "params_prunable")
+                                             if c in cands]]], ignore_index=True)
     groups = cands[["arch", "task"]].drop_duplicates()
     keep = configs.merge(groups, on=["arch", "task"]) if arch is None and task is None else \
         configs[((configs["arch"] == arch) if arch else True)
                 & ((configs["task"] == task) if task else True)]
-    keep = keep.drop_duplicates(subset=cols).reset_index(drop=True)
+    keep = keep.drop_duplicates(subset=CONFIG_KEY).reset_index(drop=True)
     if keep.empty:
         raise UserError(f"--goal-design: no configuration of {goal.label.split('(')[-1][:-1]} "
                         "is fitted or a candidate")
@@ -125,19 +127,19 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     Returns ``Y`` ``(draws, points)`` (log expected error of every candidate configuration's
     rounds, one block per configuration), ``blocks`` (per candidate run: its columns of ``Y``),
     ``noise`` (per candidate: its noise covariance), ``G`` ``(draws, k)`` (the goal),
-    ``rounds`` (per candidate: the trainings it takes) and ``params`` (weights)."""
-    cols = ["task", "arch", "depth", "width", "n_train"]
+    ``trainings`` (per candidate: the trainings it takes), ``params`` (weights), ``disc`` (the
+    goal's extrapolation discrepancy, :class:`_Discrepancy`, or ``None``) and ``configs``."""
     cands = cands.reset_index(drop=True)
     params = post._params(cands)
-    cfg_codes, cfg_uniq = pd.MultiIndex.from_frame(
-        cands[cols + ["prune_fraction", "rounds"]]).factorize()
+    cfg_codes = pd.MultiIndex.from_frame(
+        cands[CONFIG_KEY + ["prune_fraction", "rounds"]]).factorize()[0]
     first = pd.Series(range(len(cands))).groupby(cfg_codes).first().to_numpy()
     parts, owner = [], []
     for j, i in enumerate(first):
         c = cands.iloc[i]
         r = np.arange(int(c["rounds"]) + 1)
-        part = pd.DataFrame({k: c[k] for k in cols} | {"density": (1 - c["prune_fraction"]) ** r,
-                                                       "round": r})
+        part = pd.DataFrame({k: c[k] for k in CONFIG_KEY}
+                            | {"density": (1 - c["prune_fraction"]) ** r, "round": r})
         part["params_total"] = params[i]
         if "params_prunable" in cands and pd.notna(c.get("params_prunable")):
             part["params_prunable"] = c["params_prunable"]
@@ -151,18 +153,15 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     elif goal.kind == "design":
         extra = _design_rows(post, cands, goal)
     rows = traj if extra is None else pd.concat([traj, extra], ignore_index=True)
+    # for a goal of configurations, the law's part, which runs inform through the draws, apart
+    # from the extrapolation discrepancy, which shrinks only as the grid grows toward the goal
+    split = goal.kind in ("query", "region") and bool(post.meta.get("discrepancy"))
+    draws = post.predict_draws(rows, band="expected", seed=seed, discrepancy=not split)
     disc = None
-    if goal.kind in ("query", "region") and post.meta.get("discrepancy"):
-        # the law's part, which runs inform through the draws, apart from the extrapolation
-        # discrepancy, which shrinks only as the grid grows toward the goal (_Discrepancy)
-        lean = copy.copy(post)
-        lean.meta = {**post.meta, "discrepancy": None}
-        draws = lean.predict_draws(rows, band="expected", seed=seed)
+    if split:
         full = np.log(post.predict_draws(extra, band="expected", seed=seed).astype(np.float64))
         disc = _Discrepancy(post, extra, full.var(axis=1, ddof=1)
                             - np.log(draws[len(traj):].astype(np.float64)).var(axis=1, ddof=1))
-    else:
-        draws = post.predict_draws(rows, band="expected", seed=seed)
     logd = np.log(draws[:len(traj)].T.astype(np.float64))  # (draws, points)
     if goal.kind in ("query", "region"):
         G = np.log(draws[len(traj):].T.astype(np.float64))
@@ -179,36 +178,32 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     # a measured run (the median plus one sd of a point's noise) reaches the stop rule, or the
     # median curve has flattened out below it
     med = np.median(logd, axis=0)
-    keep_cols, blocks_cfg, trainings_cfg = [], [], []
+    keep_cols, blocks_cfg, noise_cfg = [], [], []
     for j, i in enumerate(first):
         c = cands.iloc[i]
         at = np.flatnonzero(owner == j)
-        eps0, n_test = post._eps0_ntest(c["arch"], c["task"])
-        sigma, sigma_seed, _ = post._noise(c["arch"], c["task"])
-        rule = np.log((1 - c["stop_within"]) * eps0)
-        eps = np.clip(np.exp(med[at]), 1e-6, 1 - 1e-6)
-        sd = np.sqrt(np.median(sigma) ** 2 + np.median(sigma_seed) ** 2
-                     + (1 - eps) / (n_test * eps))
-        stop = np.flatnonzero((med[at] + sd >= rule) | (med[at] >= med[at][-1] - 0.01))
+        seed_var, point_var = _run_noise(post, c["arch"], c["task"], med[at])
+        rule = np.log((1 - c["stop_within"]) * post._eps0_ntest(c["arch"], c["task"])[0])
+        stop = np.flatnonzero((med[at] + np.sqrt(seed_var + point_var) >= rule)
+                              | (med[at] >= med[at][-1] - 0.01))
         n = (stop[0] if len(stop) else len(at) - 1) + 1
         blocks_cfg.append(np.arange(len(keep_cols), len(keep_cols) + n))
         keep_cols.extend(at[:n])
-        trainings_cfg.append(n)
-    Y = logd[:, keep_cols]
-    med = med[keep_cols]
-    noise = []
-    for i in range(len(cands)):
-        c = cands.iloc[i]
-        sigma, sigma_seed, _ = post._noise(c["arch"], c["task"])
-        _, n_test = post._eps0_ntest(c["arch"], c["task"])
-        eps = np.clip(np.exp(med[blocks_cfg[cfg_codes[i]]]), 1e-6, 1 - 1e-6)
-        point = float(np.median(sigma)) ** 2 + (1 - eps) / (n_test * eps)
-        noise.append(float(np.median(sigma_seed)) ** 2 + np.diag(point))
-    return {"Y": Y, "blocks": [blocks_cfg[k] for k in cfg_codes], "noise": noise, "G": G,
-            "trainings": np.array([trainings_cfg[k] for k in cfg_codes]), "params": params,
-            "median": med, "disc": disc,
-            "configs": cands[["arch", "task", "depth", "width", "n_train"]]
-            .reset_index(drop=True)}
+        noise_cfg.append(seed_var + np.diag(point_var[:n]))
+    return {"Y": logd[:, keep_cols], "blocks": [blocks_cfg[k] for k in cfg_codes],
+            "noise": [noise_cfg[k] for k in cfg_codes], "G": G,
+            "trainings": np.array([len(blocks_cfg[k]) for k in cfg_codes]), "params": params,
+            "disc": disc, "configs": cands[CONFIG_KEY].reset_index(drop=True)}
+
+
+def _run_noise(post, arch: str, task: str, log_med: np.ndarray) -> tuple[float, np.ndarray]:
+    """The noise of one measured run of (arch, task) along a curve of median log error
+    ``log_med``: the variance of its seed offset, shared by its points, and each point's own
+    variance (scatter and the test set's binomial noise), from the group's posterior medians."""
+    sigma, sigma_seed, _ = post._noise(arch, task)
+    eps = np.clip(np.exp(log_med), 1e-6, 1 - 1e-6)
+    point = float(np.median(sigma)) ** 2 + binomial_log_var(eps, post._eps0_ntest(arch, task)[1])
+    return float(np.median(sigma_seed)) ** 2, point
 
 
 class _Discrepancy:
@@ -224,12 +219,12 @@ class _Discrepancy:
     def __init__(self, post, rows: pd.DataFrame, var: np.ndarray):
         self.info = post.meta["discrepancy"]
         self.groups = [f"{a}/{t}" for a, t in zip(rows["arch"], rows["task"], strict=True)]
-        self.sizes = rows[list(_AXES)].to_numpy(float)
+        self.sizes = rows[list(SIZE_AXES)].to_numpy(float)
         self.var0 = np.maximum(var, 0.0)
         self.base = self._weight(self.maxes())
 
     def maxes(self) -> dict:
-        return {g: np.array([i[f"max_{a}"] for a in _AXES]) for g, i in self.info.items()}
+        return {g: np.array([i[f"max_{a}"] for a in SIZE_AXES]) for g, i in self.info.items()}
 
     def _weight(self, maxes: dict) -> np.ndarray:
         out = np.zeros(len(self.groups))
@@ -238,7 +233,7 @@ class _Discrepancy:
             if i is None:
                 continue
             k = np.array([np.hypot(i["sd_dense"].get(a, 0.0), i["sd_invariant"].get(a, 0.0))
-                          for a in _AXES])
+                          for a in SIZE_AXES])
             d = np.log(np.maximum(self.sizes[j] / maxes[g], 1.0))
             out[j] = float(((k * d) ** 2).sum())
         return out
@@ -248,9 +243,6 @@ class _Discrepancy:
         w = self._weight(maxes)
         ratio = np.divide(w, self.base, out=np.zeros_like(w), where=self.base > 0)
         return float((self.var0 * ratio).sum())
-
-
-_AXES = ("depth", "width", "n_train")
 
 
 def _design_draws(post, rows: pd.DataFrame, draws: np.ndarray, target: float) -> np.ndarray:
@@ -292,7 +284,7 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
         var += var_disc
         sizes = sim["configs"]
         group = [f"{a}/{t}" for a, t in zip(sizes["arch"], sizes["task"], strict=True)]
-        sizes = sizes[list(_AXES)].to_numpy(float)
+        sizes = sizes[list(SIZE_AXES)].to_numpy(float)
 
         def grown(c):
             if group[c] not in maxes:
@@ -359,16 +351,21 @@ def importance_gain(sim: dict, c: int, outer: int = 200, seed: int = 0) -> float
 
 
 # ---------------------------------------------------------------------------------- answer
+def check_request(n: int, budget: float | None) -> None:
+    """Refuse a batch size below 1 or a budget that is not positive."""
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if budget is not None and not budget > 0:
+        raise UserError(f"--budget must be positive, got {budget}")
+
+
 def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | None = None,
             cost_model: CostModel | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Rank and pick up to ``n`` of the candidate runs ``cands`` (:func:`candidate_runs`)
     for ``goal``, within ``budget`` (in the cost model's unit; a ``cost`` column of ``cands``,
     when present, is each run's cost instead). Returns the picks (one row per
     run, in pick order) and a summary (the goal's sd before and after, the cost model)."""
-    if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    if budget is not None and not budget > 0:
-        raise UserError(f"--budget must be positive, got {budget}")
+    check_request(n, budget)
     for arch, task in cands[["arch", "task"]].drop_duplicates().itertuples(index=False):
         post._check_group(arch, task)
     cost_model = cost_model or CostModel()
@@ -391,7 +388,7 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     out["variance_reduction"] = [p["gain"] for p in picks]
     out["goal_sd_after"] = [np.sqrt(p["var_after"] / k) for p in picks]
     out["trained_config"] = [bool(post._config_index.get(tuple(r)) is not None) for r in
-                             out[["task", "arch", "depth", "width", "n_train"]].itertuples(
+                             out[CONFIG_KEY].itertuples(
                                  index=False)]
     summary = {"goal": goal.label, "kind": goal.kind, "goal_sd_before": float(np.sqrt(var0 / k)),
                "goal_sd_after": float(np.sqrt(picks[-1]["var_after"] / k)) if picks

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import pandas as pd
 from bayes_prune.evaluate import score
 from bayes_prune.fit import fit
 from bayes_prune.grid import read_grid
+from bayes_prune.store import read_only
 from bayes_prune.suggest import Goal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +56,8 @@ def pool_of(group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The group's fitting grid, its runs (with ``compute``: measured seconds) and the
     extrapolation set."""
     grid = read_grid(RESULTS / f"{group}.csv")
-    with sqlite3.connect(f"file:{RESULTS / group}.sqlite?mode=ro", uri=True) as con:
-        secs = pd.read_sql_query("SELECT run_id, SUM(seconds) AS compute FROM rounds "
-                                 "GROUP BY run_id", con)
+    secs = read_only(RESULTS / f"{group}.sqlite",
+                     "SELECT run_id, SUM(seconds) AS compute FROM rounds GROUP BY run_id")
     runs = grid.groupby(RUN + ["run_id"], as_index=False).agg(
         params_total=("params_total", "first"), arch=("arch", "first"),
         task=("task", "first"), rounds=("round", "max"))
@@ -111,19 +110,22 @@ class Bench:
                 r = json.loads(line)
                 self.done[(r["group"], r["method"], r["budget"], r["seed"])] = r
 
+    def fit(self, grid, runs, chosen, seed=0, source="<grid>"):
+        """The benchmark's fit of the runs ``chosen`` (positions in ``runs``)."""
+        sub = grid[grid["run_id"].isin(set(runs.loc[chosen, "run_id"]))].reset_index(drop=True)
+        return fit(sub, draws=self.args.draws, tune=self.args.tune, chains=self.args.chains,
+                   progress=False, ess_target=None, seed=seed, source=source), len(sub)
+
     def fit_score(self, group, method, budget, seed, grid, runs, chosen, target):
         key = (group, method, budget, seed)
         if key in self.done:
             return self.done[key], None
-        ids = set(runs.loc[chosen, "run_id"])
-        sub = grid[grid["run_id"].isin(ids)].reset_index(drop=True)
         start = time.perf_counter()
-        post = fit(sub, draws=self.args.draws, tune=self.args.tune, chains=self.args.chains,
-                   progress=False, ess_target=None, seed=seed, source=f"{group}:{method}")
+        post, points = self.fit(grid, runs, chosen, seed, f"{group}:{method}")
         fit_s = time.perf_counter() - start
         s = score(target, np.log(post.predict_draws(target, band="prediction")))
         r = {"group": group, "method": method, "budget": budget, "seed": seed,
-             "runs": len(chosen), "points": len(sub),
+             "runs": len(chosen), "points": points,
              "compute": float(runs.loc[chosen, "compute"].sum()),
              "median_abs_delta": s["median_abs_delta"], "coverage_90": s["coverage_90"],
              "coverage_50": s["coverage_50"], "lpd": s["lpd"], "fit_seconds": round(fit_s, 1),
@@ -156,10 +158,7 @@ class Bench:
                 continue
             if post is None:  # resumed: refit the previous level to suggest from it
                 prev = self.done.get((group, "suggest", BUDGETS[k - 1], 0)) or r0
-                ids = set(runs.loc[prev["chosen"], "run_id"])
-                post = fit(grid[grid["run_id"].isin(ids)].reset_index(drop=True),
-                            draws=self.args.draws, tune=self.args.tune,
-                            chains=self.args.chains, progress=False, ess_target=None)
+                post, _ = self.fit(grid, runs, prev["chosen"])
             free = [i for i in runs.index if i not in chosen]
             spent = float(runs.loc[chosen, "compute"].sum())
             picks, _ = post.suggest(candidates(runs, free), goal, n=len(free),
