@@ -344,9 +344,11 @@ def _run_fit(args) -> None:
               f"{d['min_ess_bulk']:.0f} tail {d['min_ess_tail']:.0f}, divergences "
               f"{d['divergences']}: " + ("ok" if d["ok"] else "FAILED (see the warning above)"))
     for group, k in (post.meta.get("discrepancy") or {}).items():
-        got = k.get("inherited", {})
+        got, share = k.get("inherited", {}), k.get("pooled", {})
         rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
-                          + (f" (not measurable here: from {got[a]})" if a in got else "")
+                          + (f" (not measurable here: from {got[a]})" if a in got else
+                             f" ({100 * share[a]:.0f} % its own, the rest pooled)"
+                             if a in share else "")
                           for a in k["sd_dense"])
         print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
               f"log excess over depth {k['max_depth']:g}, width {k['max_width']:g}, n_train "

@@ -3,6 +3,21 @@ the grid by nested least-squares splits (seconds, numpy and scipy only). :mod:`b
 stores it with the posterior, :class:`bayes_prune.posterior.Posterior` draws its offsets for
 configurations outside the grid, and :mod:`bayes_prune.evaluate` scores the result; it sits
 below all three, so none of them imports another to reach it.
+
+Why this form. A grid's likelihood cannot tell how the law drifts beyond the grid's largest
+configurations: within its range the fitted law absorbs whatever drift there is. Drift shows
+only when a law fitted on part of the sizes predicts the rest, so it is measured that way, by
+nested splits, as a variance per axis (the law's miss grows with the log distance beyond the
+grid). It is zero-mean: the misses' sign is not consistent (on the reference grids, a law fitted
+on depths 1-2 misses depth 3 with a negative shift of ``log m*`` for most MLP configurations, and
+the same law extrapolated further in width with a positive one). The rates are pooled across
+(arch, task) groups like every other coefficient: a group's squared rate is a precision-weighted
+mean of its own measurement and the population's (:func:`_pool`), so a group whose grid cannot
+split an axis, or whose grid stops where others' go on, inherits what the other groups
+measured, with their spread; a group with large configurations of its own learns its own
+drift. The rates are computed with the fit rather than sampled in it: they come from least
+squares on held-back parts of the grid, which the model's likelihood never sees, and they cost
+seconds.
 """
 
 from __future__ import annotations
@@ -14,12 +29,22 @@ from . import lsq
 from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_invariant, slope_eq1
 
-__all__ = ["extrapolation_discrepancy", "MIN_CONFIGS"]
+__all__ = ["extrapolation_discrepancy", "MIN_CONFIGS", "POOL_WEIGHT"]
 
 MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
+# The population's weight against a group's own evidence (the sum of d^2 over the configurations
+# beyond its splits' cuts): 4 is about 16 configurations half a log unit beyond. Settled on
+# splits that hold out each group's own largest configurations (experiments/README); 1, 4, 16
+# and infinity scored alike there, 0 (no pooling) worse.
+POOL_WEIGHT = 4.0
+# The shift h is a least-squares slope; a configuration whose points barely feel log m* (all on
+# a plateau) would get any h. Its prior: N(0, 1) against a point noise of sd 0.1 (log error),
+# i.e. a ridge of 0.1^2 / 1^2 on sum(s^2); an informative configuration has sum(s^2) of 1-10.
+H_RIDGE = 0.01
 
 
-def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
+def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = None
+                              ) -> dict[str, dict]:
     """How far the law strays when it extrapolates beyond its grid, measured inside ``grid``.
 
     A law fitted on smaller networks (or fewer data) and asked about larger ones misses by more
@@ -32,8 +57,9 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
 
     - ``v``: its mean log dense error (round 0) minus the dense law's;
     - ``h``: the shift of its invariant ``log m*`` that best fits its pruned points (given
-      each run's measured dense error): ``h = sum(s r) / sum(s^2)`` with ``r`` the log
-      residuals and ``s`` the law's local slope in ``log m*``. A shift moves the power-law
+      each run's measured dense error): ``h = sum(s r) / (sum(s^2) + H_RIDGE)`` with ``r`` the
+      log residuals and ``s`` the law's local slope in ``log m*`` (the ridge keeps ``h`` near 0
+      for a configuration whose points barely feel ``log m*``). A shift moves the power-law
       region and the transitions, never the two plateaus.
 
     The fitted configurations' ``h`` and ``v`` scatter by the noise and the configuration
@@ -45,20 +71,22 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
     offsets ``N(0, sum_a (k_v,a d_a)^2)`` on its log dense error and ``N(0, sum_a (k_h,a
     d_a)^2)`` on its log invariant, on top of its posterior band, ``d_a`` being its log
     excess over the grid's largest value of axis ``a``
-    (:class:`bayes_prune.posterior.Posterior`).
+    (:class:`bayes_prune.posterior.Posterior`). The rates are then pooled across groups
+    (:func:`_pool`, weight ``pool_weight``, default :data:`POOL_WEIGHT`).
     Least squares has no priors: where the dense law is poorly pinned (few sizes below the
     cut) its misses, and so ``k_v``, overstate the posterior's.
 
     Returns ``{"arch/task": {"max_depth", "max_width", "max_n_train", "sd_dense",
-    "sd_invariant", "configurations", "splits"}}``, ``sd_*`` being ``{axis: k}`` (per unit of
-    log excess); an axis without a split (too few values or configurations) is listed in
-    ``unmeasured`` and inherits a rate measured elsewhere (:func:`_inherit`, recorded in
-    ``inherited``).
+    "sd_invariant", "configurations", "splits", "evidence", "own", "pooled"}}``, ``sd_*`` being
+    ``{axis: k}`` (per unit of log excess, pooled), ``own`` the group's own rates before
+    pooling, ``evidence`` ``{axis: sum d^2}`` and ``pooled`` ``{axis: share of its own}``; an
+    axis without a split (too few values or configurations) is listed in ``unmeasured`` and
+    takes the population's rate (recorded in ``inherited``).
     """
     out = {}
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
         info = {f"max_{a}": float(rows[a].max()) for a in SIZE_AXES}
-        info.update(sd_dense={}, sd_invariant={}, configurations=0, splits=0)
+        info.update(sd_dense={}, sd_invariant={}, configurations=0, splits=0, evidence={})
         for axis in SIZE_AXES:
             sums = np.zeros(3)  # sum h^2 - mean(h_in^2), the same of v, sum d^2
             values = np.unique(rows[axis].to_numpy(float))
@@ -81,33 +109,48 @@ def extrapolation_discrepancy(grid: pd.DataFrame) -> dict[str, dict]:
                 info["splits"] += 1
             for name, x in (("sd_invariant", sums[0]), ("sd_dense", sums[1])):
                 info[name][axis] = float(np.sqrt(max(x, 0.0) / sums[2])) if sums[2] > 0 else 0.0
+            info["evidence"][axis] = float(sums[2])
             if sums[2] == 0:
                 info.setdefault("unmeasured", []).append(axis)
         out["/".join(key)] = info
-    return _inherit(out)
+    return _pool(out, POOL_WEIGHT if pool_weight is None else pool_weight)
 
 
-def _inherit(out: dict[str, dict]) -> dict[str, dict]:
-    """Rates for the axes a group's grid cannot split (fewer than three values, or too few
-    configurations below a cut): not 0, which would claim that the law does not drift along
-    them, but the largest rate measured along that axis in the other groups of the fit, else
-    the largest rate measured along the group's other axes; 0 only when the fit measured
-    none. ``inherited`` records ``{axis: "axis of group" | "other axes"}``."""
+def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
+    """Each group's rates, pooled with the population's.
+
+    Per axis, the population's squared rate is the mean of the squared rates of the groups
+    that measured it: the drift of a typical group together with the groups' spread around
+    it. A group's own measurement weighs as much as its evidence ``D`` (the sum of ``d^2`` over
+    its splits' configurations beyond their cut) against the population's ``weight``:
+    ``k^2 = (weight k_pop^2 + D k_own^2) / (weight + D)``. A group that cannot split an axis
+    (``D = 0``) takes the population's rate; if no group could, the largest rate of its own
+    other axes. ``own`` keeps the group's own rates, ``pooled`` the share ``D / (weight + D)``
+    its own measurement got, ``inherited`` where an unmeasured axis' rate came from.
+    """
     for info in out.values():
-        for axis in info.get("unmeasured", []):
-            others = [i for i in out.values() if axis not in i.get("unmeasured", [])]
-            if others:
-                source = f"{axis} of other groups"
-                pick = {name: max(i[name][axis] for i in others)
-                        for name in ("sd_dense", "sd_invariant")}
-            else:
-                own = [a for a in SIZE_AXES if a not in info.get("unmeasured", [])]
-                source = "other axes" if own else "none measured"
-                pick = {name: max((info[name][a] for a in own), default=0.0)
-                        for name in ("sd_dense", "sd_invariant")}
-            for name, k in pick.items():
-                info[name][axis] = k
-            info.setdefault("inherited", {})[axis] = source
+        info["own"] = {name: dict(info[name]) for name in ("sd_dense", "sd_invariant")}
+        info["pooled"] = {}
+    for axis in SIZE_AXES:
+        measured = [i for i in out.values() if i["evidence"][axis] > 0]
+        pop2 = {name: float(np.mean([i["own"][name][axis] ** 2 for i in measured]))
+                for name in ("sd_dense", "sd_invariant")} if measured else None
+        for info in out.values():
+            ev = info["evidence"][axis]
+            if pop2 is None:
+                own = [a for a in SIZE_AXES if info["evidence"][a] > 0]
+                info.setdefault("inherited", {})[axis] = "other axes" if own else "none measured"
+                for name in ("sd_dense", "sd_invariant"):
+                    info[name][axis] = max((info["own"][name][a] for a in own), default=0.0)
+                continue
+            if ev == 0:
+                info.setdefault("inherited", {})[axis] = \
+                    f"population of {len(measured)} group(s)"
+            share = ev / (weight + ev) if ev > 0 else 0.0
+            info["pooled"][axis] = share
+            for name in ("sd_dense", "sd_invariant"):
+                k2 = share * info["own"][name][axis] ** 2 + (1 - share) * pop2[name]
+                info[name][axis] = float(np.sqrt(k2))
     return out
 
 
@@ -127,7 +170,7 @@ def _config_misses(rows: pd.DataFrame, joint: lsq.LsqFit, dense
                                 rows["n_train"].to_numpy(float), dense,
                                 random_errors(rows).to_numpy(float))
     cfg = rows.groupby(CONFIG_KEY, sort=False).ngroup().to_numpy()
-    h = np.bincount(cfg, slope * r) / np.maximum(np.bincount(cfg, slope**2), 1e-12)
+    h = np.bincount(cfg, slope * r) / (np.bincount(cfg, slope**2) + H_RIDGE)
     dense_pt = rows["round"].to_numpy() == 0
     n_dense = np.bincount(cfg[dense_pt], minlength=len(h))
     v = np.bincount(cfg[dense_pt], (log_obs - log_dense)[dense_pt], minlength=len(h)) \

@@ -47,6 +47,18 @@ def test_it_was_fitted_on_the_shipped_grids_as_they_are(post):
         "run `bayes-prune reference refresh`"
 
 
+def test_its_extrapolation_discrepancy_is_what_fit_measures_today(post):
+    """Fails when the discrepancy's measurement changed: run `bayes-prune reference refresh`."""
+    from bayes_prune.discrepancy import extrapolation_discrepancy
+
+    now = extrapolation_discrepancy(reference.read_grid())
+    assert set(post.meta["discrepancy"]) == set(now)
+    for group, info in now.items():
+        for name in ("sd_dense", "sd_invariant"):
+            assert post.meta["discrepancy"][group][name] == pytest.approx(info[name]), \
+                f"{group}'s discrepancy is stale: run `bayes-prune reference refresh`"
+
+
 def test_it_was_fitted_at_fit_defaults(post):
     import inspect
 
