@@ -18,8 +18,9 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
 - extrapolation: a configuration deeper, wider or with more data than its group's grid also
   gets a model-discrepancy offset of its log dense error and of its log invariant, growing
   with its log distance outside the grid, at the rate the law missed by in nested
-  extrapolations inside the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
-  stored by ``fit``; both bands).
+  extrapolations inside the grids (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
+  stored by ``fit``; both bands). Each draw takes its rates from one group of the fit, the
+  group's own with its pooling share, so that the band carries the groups' spread of drifts.
 """
 
 from __future__ import annotations
@@ -310,14 +311,16 @@ class Posterior:
             pivot = self._pivot(arch, task)
             # the invariant's discrepancy draws from a stream of its own: the other draws of
             # a row do not depend on whether, or how many, rows lie beyond the grid
+            # the drift rates: one per draw, shared by every chunk of the group
+            drift = self._drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2]))
             jobs += [(theta, noise, eps0, n_test_group, pivot, i,
                       np.random.default_rng([seed, g, a]),
-                      np.random.default_rng([seed, g, a, 1]), f"{arch}/{task}")
+                      np.random.default_rng([seed, g, a, 1]), f"{arch}/{task}", drift)
                      for a, i in _chunks(rows, idx)]
 
         def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, rng_m, group \
-                = job
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, rng_m, group, \
+                drift = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
@@ -330,14 +333,14 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
-            spread = self._discrepancy_sd(group, uniq) if discrepancy else None
-            log_np = self._dense_draws(uniq, dense, eps0, tau, spread and spread[0], rng)[inv]
+            spread = self._discrepancy_sd(group, uniq, drift) if discrepancy else None
+            log_np = self._dense_draws(uniq, dense, eps0, tau, spread, rng)[inv]
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
             if spread is not None:  # the invariant's discrepancy, beyond the grid only
-                out = np.flatnonzero(spread[1] > 0)
+                out, _, sd_m = spread
                 z = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
-                z *= spread[1][out, None]
+                z *= sd_m
                 at = np.full(len(uniq), -1)
                 at[out] = np.arange(len(out))
                 hit = np.flatnonzero(at[inv] >= 0)
@@ -364,9 +367,9 @@ class Posterior:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
         (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
         from the dense law plus the configuration scatter ``tau`` and, for those beyond the
-        grid, the discrepancy of sd ``spread`` (``(configurations,)`` or ``None``), both in one
-        normal draw of sd ``sqrt(tau^2 + spread^2)``; the law is evaluated once per untrained
-        configuration."""
+        grid, the discrepancy (``spread`` from :meth:`_discrepancy_sd`, or ``None``), both in
+        one normal draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per
+        untrained configuration."""
         trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
         out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
         new = np.flatnonzero(trained < 0)
@@ -375,30 +378,65 @@ class Posterior:
             n_u = np.array([uniq[j][CONFIG_KEY.index("n_train")] for j in new],
                            dtype=np.float32)[:, None]
             law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
-            sd = tau if spread is None else np.sqrt(tau ** 2 + spread[new, None] ** 2)
-            out[new] = law + sd * rng.standard_normal(law.shape, dtype=np.float32)
+            z = rng.standard_normal(law.shape, dtype=np.float32)
+            if spread is not None:  # beyond the grid (never trained): the discrepancy too
+                at = np.full(len(uniq), -1)
+                at[spread[0]] = np.arange(len(spread[0]))
+                far = np.flatnonzero(at[new] >= 0)
+                z[far] *= np.sqrt(tau ** 2 + spread[1][at[new[far]]] ** 2)
+                near = np.flatnonzero(at[new] < 0)
+                z[near] *= tau
+            else:
+                z *= tau
+            out[new] = law + z
         old = np.flatnonzero(trained >= 0)
         if len(old):
             out[old] = self.draws["log_eps_np_config"][:, trained[old]].T
         return out
 
-    def _discrepancy_sd(self, group: str, uniq):
-        """The model-discrepancy sds ``(dense, invariant)``, each ``(configurations,)``
-        float32, of the configurations ``uniq`` (as for :meth:`_dense_draws`): 0 inside their
-        group's grid, ``sqrt(sum_a (k_a d_a)^2)`` outside it, over the axes ``a`` of the stored
-        rates (depth, width, n_train), ``d_a`` the log excess over the grid's largest value and
-        ``k_a`` the rate in ``sd_dense`` or ``sd_invariant``
-        (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`). ``None`` if none is outside
-        (or the fit was made without the discrepancy)."""
-        info = (self.meta.get("discrepancy") or {}).get(group)
+    def _drift_rates(self, group: str, rng) -> dict | None:
+        """The group's drift rates ``{"sd_dense"|"sd_invariant": {axis: k}}``, ``k`` of shape
+        ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
+        pooling share plus an equal part of the rest, each other group that measured the axis
+        with an equal part (:func:`bayes_prune.discrepancy._pool`). The band then carries the
+        population's spread of drifts, not only its mean square. Fits stored before the rates
+        were pooled give their one rate, ``(1,)``. ``None`` without a discrepancy."""
+        disc = self.meta.get("discrepancy") or {}
+        info = disc.get(group)
         if not info:
+            return None
+        out = {name: {} for name in ("sd_dense", "sd_invariant")}
+        for a in info["sd_dense"]:
+            measured = [g for g, i in disc.items() if i.get("evidence", {}).get(a, 0) > 0]
+            if "own" not in info or not measured:
+                for name in out:
+                    out[name][a] = np.array([info[name][a]], np.float32)
+                continue
+            share = info["pooled"].get(a, 0.0)
+            w = np.array([(1 - share) / len(measured) + share * (g == group) for g in measured])
+            pick = rng.choice(len(measured), self.n_draws, p=w / w.sum())
+            for name in out:
+                out[name][a] = np.array([disc[g]["own"][name][a] for g in measured],
+                                        np.float32)[pick]
+        return out
+
+    def _discrepancy_sd(self, group: str, uniq, drift: dict | None):
+        """The model-discrepancy of the configurations ``uniq`` (as for :meth:`_dense_draws`)
+        that lie outside their group's grid: ``(positions, dense sd, invariant sd)``, the sds
+        float32 of shape ``(len(positions), 1 or draws)``, ``sqrt(sum_a (k_a d_a)^2)`` over
+        the axes ``a`` (depth, width, n_train), ``d_a`` the log excess over the grid's
+        largest value and ``k_a`` the rates ``drift`` (:meth:`_drift_rates`). ``None`` if none
+        is outside (or the fit was made without the discrepancy)."""
+        info = (self.meta.get("discrepancy") or {}).get(group)
+        if not info or drift is None:
             return None
         d = {a: np.log(np.maximum(np.array([k[CONFIG_KEY.index(a)] for k in uniq], float)
                                   / info[f"max_{a}"], 1.0)) for a in info["sd_dense"]}
-        if not any(x.any() for x in d.values()):
+        out = np.flatnonzero(np.any([x > 0 for x in d.values()], axis=0))
+        if not len(out):
             return None
-        return tuple(np.sqrt(sum((info[name][a] * d[a]) ** 2 for a in d)).astype(np.float32)
-                     for name in ("sd_dense", "sd_invariant"))
+        return (out, *(np.sqrt(sum((drift[name][a][None, :] * d[a][out, None].astype(np.float32))
+                                   ** 2 for a in d)) for name in ("sd_dense", "sd_invariant")))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:

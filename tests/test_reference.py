@@ -142,3 +142,19 @@ def test_reference_show_prints_its_provenance_and_diagnostics(post):
     assert out.returncode == 0, out.stderr
     assert post.meta["provenance"]["grid_sha256"] in out.stdout
     assert f"{post.n_draws} draws kept" in out.stdout and "divergences 0" in out.stdout
+
+
+def test_each_draw_drifts_like_one_group_with_the_pooled_mean_square(post):
+    """Beyond the grid a draw takes its drift rates from one group of the fit (its own group
+    by its pooling share): the draws' mean square is the pooled rate, their values the groups'
+    own rates."""
+    disc = post.meta["discrepancy"]
+    for group, info in disc.items():
+        drift = post._drift_rates(group, np.random.default_rng(0))
+        for name in ("sd_dense", "sd_invariant"):
+            for axis, k in drift[name].items():
+                assert k.shape == (post.n_draws,)
+                own = {round(float(np.float32(i["own"][name][axis])), 6) for i in disc.values()}
+                assert {round(float(x), 6) for x in np.unique(k)} <= own
+                assert np.mean(k.astype(float) ** 2) == pytest.approx(info[name][axis] ** 2,
+                                                                      rel=0.15)
