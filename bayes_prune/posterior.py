@@ -338,9 +338,9 @@ class Posterior:
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
             if spread is not None:  # the invariant's discrepancy, beyond the grid only
-                out, _, sd_m = spread
+                out, _, var_m = spread
                 z = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
-                z *= sd_m
+                z *= np.sqrt(var_m)
                 at = np.full(len(uniq), -1)
                 at[out] = np.arange(len(out))
                 hit = np.flatnonzero(at[inv] >= 0)
@@ -379,15 +379,17 @@ class Posterior:
                            dtype=np.float32)[:, None]
             law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
             z = rng.standard_normal(law.shape, dtype=np.float32)
-            if spread is not None:  # beyond the grid (never trained): the discrepancy too
+            if spread is None:
+                z *= tau
+            elif np.array_equal(spread[0], new):  # all beyond the grid: no gather
+                z *= np.sqrt(tau ** 2 + spread[1])
+            else:  # beyond the grid (never trained): the discrepancy too
                 at = np.full(len(uniq), -1)
                 at[spread[0]] = np.arange(len(spread[0]))
                 far = np.flatnonzero(at[new] >= 0)
-                z[far] *= np.sqrt(tau ** 2 + spread[1][at[new[far]]] ** 2)
+                z[far] *= np.sqrt(tau ** 2 + spread[1][at[new[far]]])
                 near = np.flatnonzero(at[new] < 0)
                 z[near] *= tau
-            else:
-                z *= tau
             out[new] = law + z
         old = np.flatnonzero(trained >= 0)
         if len(old):
@@ -422,8 +424,8 @@ class Posterior:
 
     def _discrepancy_sd(self, group: str, uniq, drift: dict | None):
         """The model-discrepancy of the configurations ``uniq`` (as for :meth:`_dense_draws`)
-        that lie outside their group's grid: ``(positions, dense sd, invariant sd)``, the sds
-        float32 of shape ``(len(positions), 1 or draws)``, ``sqrt(sum_a (k_a d_a)^2)`` over
+        that lie outside their group's grid: ``(positions, dense variance, invariant
+        variance)``, float32 of shape ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over
         the axes ``a`` (depth, width, n_train), ``d_a`` the log excess over the grid's
         largest value and ``k_a`` the rates ``drift`` (:meth:`_drift_rates`). ``None`` if none
         is outside (or the fit was made without the discrepancy)."""
@@ -435,8 +437,9 @@ class Posterior:
         out = np.flatnonzero(np.any([x > 0 for x in d.values()], axis=0))
         if not len(out):
             return None
-        return (out, *(np.sqrt(sum((drift[name][a][None, :] * d[a][out, None].astype(np.float32))
-                                   ** 2 for a in d)) for name in ("sd_dense", "sd_invariant")))
+        d2 = np.stack([d[a][out] ** 2 for a in d], axis=1).astype(np.float32)
+        return (out, *(d2 @ np.stack([np.broadcast_to(drift[name][a], (self.n_draws,)) ** 2
+                                      for a in d]) for name in ("sd_dense", "sd_invariant")))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
