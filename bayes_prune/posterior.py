@@ -381,15 +381,12 @@ class Posterior:
             z = rng.standard_normal(law.shape, dtype=np.float32)
             if spread is None:
                 z *= tau
-            elif np.array_equal(spread[0], new):  # all beyond the grid: no gather
-                z *= np.sqrt(tau ** 2 + spread[1])
-            else:  # beyond the grid (never trained): the discrepancy too
+            else:  # those beyond the grid (never trained) get the discrepancy's variance too
+                var = np.zeros((len(new), spread[1].shape[1]), np.float32)
                 at = np.full(len(uniq), -1)
-                at[spread[0]] = np.arange(len(spread[0]))
-                far = np.flatnonzero(at[new] >= 0)
-                z[far] *= np.sqrt(tau ** 2 + spread[1][at[new[far]]])
-                near = np.flatnonzero(at[new] < 0)
-                z[near] *= tau
+                at[new] = np.arange(len(new))
+                var[at[spread[0]]] = spread[1]
+                z *= np.sqrt(tau ** 2 + var)
             out[new] = law + z
         old = np.flatnonzero(trained >= 0)
         if len(old):
@@ -438,8 +435,10 @@ class Posterior:
         if not len(out):
             return None
         d2 = np.stack([d[a][out] ** 2 for a in d], axis=1).astype(np.float32)
-        return (out, *(d2 @ np.stack([np.broadcast_to(drift[name][a], (self.n_draws,)) ** 2
-                                      for a in d]) for name in ("sd_dense", "sd_invariant")))
+        # one column when every rate is one number, else one per draw
+        m = max(len(drift[name][a]) for name in drift for a in d)
+        return (out, *(d2 @ np.stack([np.broadcast_to(drift[name][a], (m,)) ** 2 for a in d])
+                       for name in ("sd_dense", "sd_invariant")))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
