@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import lsq
-from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES, random_errors
+from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_invariant, slope_eq1
 
 __all__ = ["extrapolation_discrepancy", "MIN_CONFIGS", "POOL_WEIGHT"]
@@ -129,18 +129,18 @@ def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
     its own measurement got, ``inherited`` where an unmeasured axis' rate came from.
     """
     for info in out.values():
-        info["own"] = {name: dict(info[name]) for name in ("sd_dense", "sd_invariant")}
+        info["own"] = {name: dict(info[name]) for name in RATES}
         info["pooled"] = {}
     for axis in SIZE_AXES:
         measured = [i for i in out.values() if i["evidence"][axis] > 0]
         pop2 = {name: float(np.mean([i["own"][name][axis] ** 2 for i in measured]))
-                for name in ("sd_dense", "sd_invariant")} if measured else None
+                for name in RATES} if measured else None
         for info in out.values():
             ev = info["evidence"][axis]
             if pop2 is None:
                 own = [a for a in SIZE_AXES if info["evidence"][a] > 0]
                 info.setdefault("inherited", {})[axis] = "other axes" if own else "none measured"
-                for name in ("sd_dense", "sd_invariant"):
+                for name in RATES:
                     info[name][axis] = max((info["own"][name][a] for a in own), default=0.0)
                 continue
             if ev == 0:
@@ -148,7 +148,7 @@ def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
                     f"population of {len(measured)} group(s)"
             share = ev / (weight + ev) if ev > 0 else 0.0
             info["pooled"][axis] = share
-            for name in ("sd_dense", "sd_invariant"):
+            for name in RATES:
                 k2 = share * info["own"][name][axis] ** 2 + (1 - share) * pop2[name]
                 info[name][axis] = float(np.sqrt(k2))
     return out

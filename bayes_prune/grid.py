@@ -69,6 +69,8 @@ CONFIG_KEY = ["task", "arch", "depth", "width", "n_train"]
 RUN_KEY = CONFIG_KEY + ["seed"]
 # the axes along which a configuration grows: extrapolations are measured and flagged on these
 SIZE_AXES = ("depth", "width", "n_train")
+# the extrapolation discrepancy measures a rate per size axis in these two directions
+RATES = ("sd_dense", "sd_invariant")
 
 # (column, test that flags a bad value, what was expected)
 _RANGES = (

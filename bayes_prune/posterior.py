@@ -35,7 +35,7 @@ import pandas as pd
 
 from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
-from .grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES
+from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
 from .priors import Priors
 
@@ -333,7 +333,7 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
-            spread = self._discrepancy_sd(group, uniq, drift) if discrepancy else None
+            spread = self._discrepancy_var(group, uniq, drift) if discrepancy else None
             log_np = self._dense_draws(uniq, dense, eps0, tau, spread, rng)[inv]
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)  # log_error without exp and log of eps_np
@@ -341,8 +341,7 @@ class Posterior:
                 out, _, var_m = spread
                 z = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
                 z *= np.sqrt(var_m)
-                at = np.full(len(uniq), -1)
-                at[out] = np.arange(len(out))
+                at = _positions(len(uniq), out)
                 hit = np.flatnonzero(at[inv] >= 0)
                 log_m[hit] += z[at[inv[hit]]]
             if band == "prediction":
@@ -367,7 +366,7 @@ class Posterior:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
         (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
         from the dense law plus the configuration scatter ``tau`` and, for those beyond the
-        grid, the discrepancy (``spread`` from :meth:`_discrepancy_sd`, or ``None``), both in
+        grid, the discrepancy (``spread`` from :meth:`_discrepancy_var`, or ``None``), both in
         one normal draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per
         untrained configuration."""
         trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
@@ -383,9 +382,7 @@ class Posterior:
                 z *= tau
             else:  # those beyond the grid (never trained) get the discrepancy's variance too
                 var = np.zeros((len(new), spread[1].shape[1]), np.float32)
-                at = np.full(len(uniq), -1)
-                at[new] = np.arange(len(new))
-                var[at[spread[0]]] = spread[1]
+                var[_positions(len(uniq), new)[spread[0]]] = spread[1]
                 z *= np.sqrt(tau ** 2 + var)
             out[new] = law + z
         old = np.flatnonzero(trained >= 0)
@@ -404,7 +401,7 @@ class Posterior:
         info = disc.get(group)
         if not info:
             return None
-        out = {name: {} for name in ("sd_dense", "sd_invariant")}
+        out = {name: {} for name in RATES}
         for a in info["sd_dense"]:
             measured = [g for g, i in disc.items() if i.get("evidence", {}).get(a, 0) > 0]
             if "own" not in info or not measured:
@@ -419,7 +416,7 @@ class Posterior:
                                         np.float32)[pick]
         return out
 
-    def _discrepancy_sd(self, group: str, uniq, drift: dict | None):
+    def _discrepancy_var(self, group: str, uniq, drift: dict | None):
         """The model-discrepancy of the configurations ``uniq`` (as for :meth:`_dense_draws`)
         that lie outside their group's grid: ``(positions, dense variance, invariant
         variance)``, float32 of shape ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over
@@ -438,7 +435,7 @@ class Posterior:
         # one column when every rate is one number, else one per draw
         m = max(len(drift[name][a]) for name in drift for a in d)
         return (out, *(d2 @ np.stack([np.broadcast_to(drift[name][a], (m,)) ** 2 for a in d])
-                       for name in ("sd_dense", "sd_invariant")))
+                       for name in RATES))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
@@ -520,6 +517,14 @@ class Posterior:
 
         return suggest(self, candidates, goal, n=n, budget=budget, cost_model=cost_model,
                        seed=seed)
+
+
+def _positions(n: int, idx: np.ndarray) -> np.ndarray:
+    """``at`` of length ``n`` with ``at[idx[j]] = j`` and -1 elsewhere: where each of ``n``
+    items sits in the subset ``idx``."""
+    at = np.full(n, -1)
+    at[idx] = np.arange(len(idx))
+    return at
 
 
 def _chunks(rows: pd.DataFrame, idx: np.ndarray):
