@@ -42,8 +42,9 @@ error saturates at guessing); a free ``eta`` traded off against ``a``, ``b`` and
 left the sampler multimodal on grids of a few dozen configurations.
 
 ==============  ==============================================================================
-kappa_n         (variant ``p_depends_on_n``) d log p' / d log n_train
-kappa_gamma_n   (variant ``gamma_depends_on_n``) d log gamma / d log n_train
+kappa_n         (variant ``p_depends_on_n``) d log p' / d log n_train, about the group's own
+                mean log n_train (``log_gamma`` and ``log_p_centre`` are the group's there)
+kappa_gamma_n   (variant ``gamma_depends_on_n``) d log gamma / d log n_train, likewise
 phi2, psi2      (variant ``curved``) curvature of the invariant in log depth and log width:
                 log m* = log d + phi log l + psi log w + phi2/2 (log l - <log l>)^2
                 + psi2/2 (log w - <log w>)^2; both 0 is the paper's invariant
@@ -66,7 +67,7 @@ from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
 __all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "curvature",
-           "group_anchors", "layout", "laws", "pooling_cov"]
+           "dense_law", "group_anchors", "layout", "laws", "log_plateau", "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
@@ -140,35 +141,52 @@ def curvature(theta, centres: Centres, depth, width, xp=np):
                   + theta["psi2"] * (xp.log(width) - centres.log_width) ** 2)
 
 
+def log_plateau(theta, eps0, pivot, xp=np):
+    """The log high-error plateau ``log eps_up`` of ``theta``'s draws, for a group of
+    random-guess error ``eps0`` and log pivot error ``pivot``."""
+    # eps_up = e^pivot + (eps0 - e^pivot) sigmoid(logit_eps_up): the plateau lies above the
+    # middle of the rise the grid shows (below it, the pivot would be a level the curve never
+    # reaches), and below random guessing
+    return xp.logaddexp(pivot, xp.log(eps0 - xp.exp(pivot))
+                        - xp.logaddexp(0.0, -theta["logit_eps_up"]))
+
+
 def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
-         log_err_pivot=None, xp=np) -> tuple[PruneLaw, DenseLaw]:
+         log_err_pivot=None, log_n_centre=None, xp=np) -> tuple[PruneLaw, DenseLaw]:
     """Map the coefficients (a mapping from :data:`COEFS` names to arrays that broadcast) to the
     law's containers. ``n_train`` is needed only when ``theta`` has :data:`KAPPA` or
     :data:`KAPPA_GAMMA`; ``depth`` and ``width`` only with :data:`CURVATURE` (without them,
     the grid's centre). The curvature is folded into ``p_prime``, which then varies with depth
     and width: the law depends on ``log m* - log p'`` only. ``log_err_pivot`` is the group's
     pivot error (:func:`pivot_errors`; broadcast like ``eps0``), by default the grid's
-    (:attr:`Centres.log_err_pivot`)."""
+    (:attr:`Centres.log_err_pivot`). ``log_n_centre`` is the group's own mean log n_train
+    (``Layout.groups``; broadcast like ``eps0``), about which :data:`KAPPA` and
+    :data:`KAPPA_GAMMA` act, by default the grid's: a group trained at one n_train then gets no
+    term of them at all, where the grid's centre would make them an offset of ``log_gamma`` and
+    ``log_p_centre`` that its data cannot tell apart (a second mode in its posterior)."""
     phi, psi = theta["phi"], theta["psi"]
     log_gamma = theta["log_gamma"]
+    if KAPPA in theta or KAPPA_GAMMA in theta:
+        dn = xp.log(n_train) - (centres.log_n if log_n_centre is None else log_n_centre)
     if KAPPA_GAMMA in theta:
-        log_gamma = log_gamma + theta[KAPPA_GAMMA] * (xp.log(n_train) - centres.log_n)
+        log_gamma = log_gamma + theta[KAPPA_GAMMA] * dn
     gamma = xp.exp(log_gamma)
     pivot = centres.log_err_pivot if log_err_pivot is None else log_err_pivot
-    # eps_up = e^pivot + (eps0 - e^pivot) sigmoid(logit_eps_up): the plateau lies above the
-    # middle of the rise the grid shows (below it, the pivot would be a level the curve never
-    # reaches), and below random guessing
-    log_eps_up = xp.logaddexp(pivot, xp.log(eps0 - xp.exp(pivot))
-                              - xp.logaddexp(0.0, -theta["logit_eps_up"]))
+    log_eps_up = log_plateau(theta, eps0, pivot, xp=xp)
     # the power law eps = eps_up (p/m*)^gamma reaches exp(pivot) at m* = exp(log_p_centre)
     log_p = (theta["log_p_centre"] - (log_eps_up - pivot) / gamma + phi * centres.log_depth
              + psi * centres.log_width)
     if KAPPA in theta:
-        log_p = log_p + theta[KAPPA] * (xp.log(n_train) - centres.log_n)
+        log_p = log_p + theta[KAPPA] * dn
     if CURVATURE[0] in theta and depth is not None:
         log_p = log_p - curvature(theta, centres, depth, width, xp=xp)
     prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p), eps_up=xp.exp(log_eps_up), phi=phi,
                      psi=psi)
+    return prune, dense_law(theta, centres, eps0, xp=xp)
+
+
+def dense_law(theta, centres: Centres, eps0, xp=np) -> DenseLaw:
+    """The dense-error envelope of ``theta``'s draws (it depends on no row of a query)."""
     za, zb, level = theta["logit_share_a"], theta["logit_share_b"], theta["log_dense"]
     norm = xp.logaddexp(0.0, xp.logaddexp(za, zb))  # log(1 + e^za + e^zb)
     log_wa, log_wb = za - norm, zb - norm
@@ -176,10 +194,9 @@ def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
     beta = xp.exp(theta["log_slope_m"] - log_wb)
     # log a = level + log w_a + alpha <log n>: a term the grid cannot inform (one n_train) may
     # have an alpha that puts a beyond a float's range, but a n^-alpha stays finite near the grid
-    dense = DenseLaw(log_a=level + log_wa + alpha * centres.log_n, alpha=alpha,
-                     log_b=level + log_wb + beta * centres.log_params, beta=beta,
-                     log_c_inf=level - norm, eta=eps0)
-    return prune, dense
+    return DenseLaw(log_a=level + log_wa + alpha * centres.log_n, alpha=alpha,
+                    log_b=level + log_wb + beta * centres.log_params, beta=beta,
+                    log_c_inf=level - norm, eta=eps0)
 
 
 @dataclass(frozen=True)
@@ -187,7 +204,8 @@ class Layout:
     """A validated grid indexed for the model: one row per point, config and run."""
 
     points: pd.DataFrame  # the grid, with integer columns group_idx, config_idx, run_idx
-    groups: pd.DataFrame  # arch, task, arch_idx, task_idx, eps0, n_test, group_anchors' columns
+    groups: pd.DataFrame  # arch, task, arch_idx, task_idx, eps0, n_test, group_anchors' columns,
+    # log_n_centre (the mean log n_train of the group's configurations)
     configs: pd.DataFrame  # CONFIG_KEY, params_total, params_prunable, group_idx
     runs: pd.DataFrame  # config_idx, seed, group_idx
     archs: list[str]
@@ -211,6 +229,10 @@ def layout(grid: pd.DataFrame) -> Layout:
     groups["task_idx"] = groups["task"].map({t: i for i, t in enumerate(tasks)})
     anchors = group_anchors(pts)
     groups = groups.merge(anchors, on=GROUP_KEY, validate="one_to_one")
+    log_n = np.log(pts.drop_duplicates(CONFIG_KEY)[GROUP_KEY + ["n_train"]]
+                   .set_index(GROUP_KEY)["n_train"].astype(float))
+    groups["log_n_centre"] = log_n.groupby(level=GROUP_KEY).mean().reindex(
+        pd.MultiIndex.from_frame(groups[GROUP_KEY])).to_numpy()
     configs = (pts.groupby("config_idx", sort=True)
                .agg(**{c: (c, "first") for c in CONFIG_KEY + ["params_total",
                                                               "params_prunable", "group_idx"]})

@@ -68,7 +68,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, laws, pooling_cov
+from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, dense_law, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .law import binomial_log_var, log_dense_error, log_error
@@ -164,7 +164,8 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         prune_p, _ = laws(th_p, lay.centres, p["eps0"].to_numpy(),
                           n_train=p["n_train"].to_numpy(float), depth=p["depth"].to_numpy(float),
                           width=p["width"].to_numpy(float),
-                          log_err_pivot=g["log_err_pivot"].to_numpy()[pg], xp=pt)
+                          log_err_pivot=g["log_err_pivot"].to_numpy()[pg],
+                          log_n_centre=g["log_n_centre"].to_numpy()[pg], xp=pt)
         mean = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
                          p["width"].to_numpy(float),
                          pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)
@@ -246,9 +247,8 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
     cg = cfg["group_idx"].to_numpy()
     th = {n: theta[..., cg, i] for i, n in enumerate(names)}
     eps0, n = g["eps0"].to_numpy()[cg], cfg["n_train"].to_numpy(float)
-    # n_train: the p_depends_on_n variant's prune law needs it, though only the dense law is used
-    _, dense = laws(th, lay.centres, eps0, n_train=n, xp=xp)
-    return log_dense_error(cfg["params_total"].to_numpy(float), n, dense, eps0, xp=xp)
+    return log_dense_error(cfg["params_total"].to_numpy(float), n,
+                           dense_law(th, lay.centres, eps0, xp=xp), eps0, xp=xp)
 
 
 def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c, xp=pt):
