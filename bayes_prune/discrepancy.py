@@ -29,7 +29,7 @@ from . import lsq
 from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_invariant, slope_eq1
 
-__all__ = ["extrapolation_discrepancy", "MIN_CONFIGS", "POOL_WEIGHT"]
+__all__ = ["extrapolation_discrepancy", "MIN_CONFIGS", "POOL_WEIGHT", "REFERENCE_RATES"]
 
 MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
@@ -41,6 +41,13 @@ POOL_WEIGHT = 4.0
 # a plateau) would get any h. Its prior: N(0, 1) against a point noise of sd 0.1 (log error),
 # i.e. a ridge of 0.1^2 / 1^2 on sum(s^2); an informative configuration has sum(s^2) of 1-10.
 H_RIDGE = 0.01
+# The rates of a grid on which no group could split an axis at all (one network, or a few
+# sizes): the population of the shipped reference grids (four groups, fitting grids and
+# extrapolation sets; the root mean square of their own rates per axis), the only wide
+# measurement of drift there is. Zero would leave such a grid's bands beyond it as narrow as
+# inside it. A test keeps these equal to what the reference grids measure today.
+REFERENCE_RATES = {"sd_dense": {"depth": 0.1841, "width": 0.1886, "n_train": 0.1052},
+                   "sd_invariant": {"depth": 0.9182, "width": 0.635, "n_train": 0.4848}}
 
 
 def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = None
@@ -125,8 +132,9 @@ def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
     its splits' configurations beyond their cut) against the population's ``weight``:
     ``k^2 = (weight k_pop^2 + D k_own^2) / (weight + D)``. A group that cannot split an axis
     (``D = 0``) takes the population's rate; if no group could, the largest rate of its own
-    other axes. ``own`` keeps the group's own rates, ``pooled`` the share ``D / (weight + D)``
-    its own measurement got, ``inherited`` where an unmeasured axis' rate came from.
+    other axes, and if it measured none, :data:`REFERENCE_RATES`. ``own`` keeps the group's
+    own rates, ``pooled`` the share ``D / (weight + D)`` its own measurement got,
+    ``inherited`` where an unmeasured axis' rate came from.
     """
     for info in out.values():
         info["own"] = {name: dict(info[name]) for name in RATES}
@@ -139,9 +147,11 @@ def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
             ev = info["evidence"][axis]
             if pop2 is None:
                 own = [a for a in SIZE_AXES if info["evidence"][a] > 0]
-                info.setdefault("inherited", {})[axis] = "other axes" if own else "none measured"
+                info.setdefault("inherited", {})[axis] = "other axes" if own \
+                    else "reference grids"
                 for name in RATES:
-                    info[name][axis] = max((info["own"][name][a] for a in own), default=0.0)
+                    info[name][axis] = (max(info["own"][name][a] for a in own) if own
+                                        else REFERENCE_RATES[name][axis])
                 continue
             if ev == 0:
                 info.setdefault("inherited", {})[axis] = \

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune import evaluate
+from bayes_prune.discrepancy import REFERENCE_RATES
 from bayes_prune.errors import UserError
 from bayes_prune.synthetic import default_truths, simulate_grid
 
@@ -119,11 +120,12 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
     assert ok["sd_invariant"]["width"] < 0.1
     assert bent["sd_invariant"]["width"] > 3 * ok["sd_invariant"]["width"]
     assert bent["sd_invariant"]["width"] > 0.15
-    # too few configurations for a nested split: nothing is estimated
+    # too few configurations for a nested split: nothing is estimated, the reference grids'
+    # population rates stand in
     tiny = simulate_grid(depths=(2,), widths=(16, 64), n_trains=(1000,), seeds=(0,))
     for v in evaluate.extrapolation_discrepancy(tiny).values():
-        assert v["splits"] == 0
-        assert set(v["sd_dense"].values()) == set(v["sd_invariant"].values()) == {0.0}
+        assert v["splits"] == 0 and set(v["inherited"].values()) == {"reference grids"}
+        assert {k: v[k] for k in REFERENCE_RATES} == REFERENCE_RATES
 
 
 def test_interior_configurations_are_held_out_between_trained_ones():
@@ -187,6 +189,19 @@ def test_an_axis_the_grid_cannot_split_inherits_a_measured_rate():
         assert info["inherited"]["depth"].startswith(("population of", "other axes"))
         measured = [info["sd_invariant"][a] for a in ("width", "n_train")]
         assert info["sd_invariant"]["depth"] > 0 or max(measured) == 0
+
+
+def test_a_grid_that_measures_no_drift_takes_the_reference_grids_rates():
+    """One network per group (no axis can be split): the bands beyond such a grid are not left
+    as narrow as inside it; every axis takes the reference grids' population rate."""
+    from bayes_prune.discrepancy import extrapolation_discrepancy
+
+    grid = simulate_grid(depths=(2,), widths=(64,), n_trains=(4000,), seeds=(0, 1), rounds=12)
+    for info in extrapolation_discrepancy(grid).values():
+        assert sorted(info["unmeasured"]) == sorted(("depth", "width", "n_train"))
+        assert set(info["inherited"].values()) == {"reference grids"}
+        for name in ("sd_dense", "sd_invariant"):
+            assert info[name] == REFERENCE_RATES[name]
 
 
 def test_rates_are_pooled_across_groups():
