@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .coords import CURVATURE, Centres, laws, pooling_cov
+from . import kernels
+from .coords import CURVATURE, Centres, dense_law, laws, log_plateau, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
@@ -185,7 +186,8 @@ class Posterior:
     def _natural(self, theta: dict, arch: str, task: str) -> dict[str, np.ndarray]:
         eps0, _ = self._eps0_ntest(arch, task)
         prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
-                            log_err_pivot=self._pivot(arch, task))
+                            log_err_pivot=self._pivot(arch, task),
+                            log_n_centre=self._n_centre(arch, task))
         n = len(next(iter(theta.values())))
         out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
         out.update({k: np.broadcast_to(v, (n,)) for k, v in dense.as_dict().items()
@@ -261,6 +263,15 @@ class Posterior:
         g = self._group_index.get((arch, task))
         return None if g is None else float(self.groups["log_err_pivot"][g])
 
+    def _n_centre(self, arch: str, task: str) -> float:
+        """The group's mean log n_train, about which the n_train variants act
+        (:func:`~bayes_prune.coords.laws`); the grid's for a pair never fitted or a fit stored
+        before groups had their own."""
+        g = self._group_index.get((arch, task))
+        if g is None or "log_n_centre" not in self.groups:
+            return self.centres.log_n
+        return float(self.groups["log_n_centre"][g])
+
     def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
         g = self._group_index.get((arch, task))
         if g is not None:
@@ -309,23 +320,27 @@ class Posterior:
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
             pivot = self._pivot(arch, task)
+            pivot = self.centres.log_err_pivot if pivot is None else pivot
             # the invariant's discrepancy draws from a stream of its own: the other draws of
             # a row do not depend on whether, or how many, rows lie beyond the grid
             # the drift rates: one per draw, shared by every chunk of the group
             drift = self._drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2]))
-            jobs += [(theta, noise, eps0, n_test_group, pivot, i,
+            n_centre = self._n_centre(arch, task)
+            jobs += [(theta, noise, eps0, n_test_group, (pivot, n_centre), i,
                       np.random.default_rng([seed, g, a]),
                       np.random.default_rng([seed, g, a, 1]), f"{arch}/{task}", drift)
                      for a, i in _chunks(rows, idx)]
 
+        # the fused kernel for large queries (numba's import and cache load would cost a small
+        # one more than it saves); the same draws as numpy's, to float32 rounding
+        fused = len(rows) * self.n_draws >= kernels.MIN_ELEMENTS and kernels.available()
+
         def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, pivot, i, rng, rng_m, group, \
-                drift = job
+            theta, (sigma, sigma_seed, tau), eps0, n_test_group, (pivot, n_centre), i, rng, \
+                rng_m, group, drift = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
-            prune, dense = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
-                                depth=col["depth"], width=col["width"], log_err_pivot=pivot)
             # Rows of one configuration (e.g. a curve over densities) share their draws, so a
             # curve is one coherent draw per posterior sample: draw per configuration `uniq`
             keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params[i].tolist(),
@@ -334,41 +349,58 @@ class Posterior:
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
             spread = self._discrepancy_var(group, uniq, drift) if discrepancy else None
-            log_np = self._dense_draws(uniq, dense, eps0, tau, spread, rng)[inv]
-            log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
-                                  prune.psi)  # log_error without exp and log of eps_np
+            log_np = self._dense_draws(uniq, dense_law(theta, self.centres, np.float32(eps0)),
+                                       eps0, tau, spread, rng, fused)
+            shift, at = None, np.full(len(uniq), -1)
             if spread is not None:  # the invariant's discrepancy, beyond the grid only
                 out, _, var_m = spread
-                z = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
-                z *= np.sqrt(var_m)
+                shift = rng_m.standard_normal((len(out), self.n_draws), dtype=np.float32)
+                shift *= np.sqrt(var_m)
                 at = _positions(len(uniq), out)
-                hit = np.flatnonzero(at[inv] >= 0)
-                log_m[hit] += z[at[inv[hit]]]
-            if band == "prediction":
+            if band == "prediction":  # a new run's seed offset: one per row
+                log_np = log_np[inv]
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
-            log_eps = log_eq1(log_m, log_np, np.log(prune.eps_up), prune.gamma,
-                              np.log(prune.p_prime))
+                inv, at = np.arange(len(r)), at[inv]
+            _check_finite(group, r, {"dense error": log_np[inv]})
+            if fused:
+                log_eps = kernels.log_error(
+                    *(np.log(col[c][:, 0]) for c in ("density", "depth", "width", "n_train")),
+                    inv, log_np, shift, at, theta,
+                    log_plateau(theta, np.float32(eps0), pivot), self.centres, pivot,
+                    n_centre)
+            else:
+                prune, _ = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
+                                depth=col["depth"], width=col["width"], log_err_pivot=pivot,
+                                log_n_centre=np.float32(n_centre))
+                log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
+                                      prune.psi)
+                if shift is not None:
+                    hit = np.flatnonzero(at[inv] >= 0)
+                    log_m[hit] += shift[at[inv[hit]]]
+                _check_finite(group, r, {"invariant m*": log_m})
+                log_eps = log_eq1(log_m, log_np[inv], np.log(prune.eps_up), prune.gamma,
+                                  np.log(prune.p_prime))
             if band == "prediction":
                 n_test = (r["n_test"].to_numpy(np.float32)[:, None] if "n_test" in r
                           else np.float32(n_test_group))
                 eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
                 sd = np.sqrt(sigma**2 + binomial_log_var(eps, n_test))
                 log_eps += sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
-            _check_finite(group, r, {"dense error": log_np, "invariant m*": log_m,
-                                     "error": log_eps})
+            _check_finite(group, r, {"error": log_eps})
             fn(i, np.exp(log_eps))
 
         # numpy's ufuncs and sorts release the GIL: chunks on threads use every core
         with ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
             list(pool.map(work, jobs))
 
-    def _dense_draws(self, uniq, dense, eps0, tau, spread, rng) -> np.ndarray:
+    def _dense_draws(self, uniq, dense, eps0, tau, spread, rng, fused: bool = False
+                     ) -> np.ndarray:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
         (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
         from the dense law plus the configuration scatter ``tau`` and, for those beyond the
         grid, the discrepancy (``spread`` from :meth:`_discrepancy_var`, or ``None``), both in
         one normal draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per
-        untrained configuration."""
+        untrained configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
         trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
         out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
         new = np.flatnonzero(trained < 0)
@@ -376,15 +408,17 @@ class Posterior:
             p_u = np.array([uniq[j][-1] for j in new], dtype=np.float32)[:, None]
             n_u = np.array([uniq[j][CONFIG_KEY.index("n_train")] for j in new],
                            dtype=np.float32)[:, None]
-            law = log_dense_error(p_u, n_u, dense, np.float32(eps0))
-            z = rng.standard_normal(law.shape, dtype=np.float32)
+            z = rng.standard_normal((len(new), self.n_draws), dtype=np.float32)
             if spread is None:
-                z *= tau
+                sd = tau
             else:  # those beyond the grid (never trained) get the discrepancy's variance too
                 var = np.zeros((len(new), spread[1].shape[1]), np.float32)
                 var[_positions(len(uniq), new)[spread[0]]] = spread[1]
-                z *= np.sqrt(tau ** 2 + var)
-            out[new] = law + z
+                sd = np.sqrt(tau ** 2 + var)
+            if fused:
+                out[new] = kernels.log_dense_error(p_u, n_u, dense, eps0, z, sd)
+            else:
+                out[new] = log_dense_error(p_u, n_u, dense, np.float32(eps0)) + z * sd
         old = np.flatnonzero(trained >= 0)
         if len(old):
             out[old] = self.draws["log_eps_np_config"][:, trained[old]].T
