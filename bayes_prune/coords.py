@@ -229,14 +229,12 @@ def layout(grid: pd.DataFrame) -> Layout:
     groups["task_idx"] = groups["task"].map({t: i for i, t in enumerate(tasks)})
     anchors = group_anchors(pts)
     groups = groups.merge(anchors, on=GROUP_KEY, validate="one_to_one")
-    log_n = np.log(pts.drop_duplicates(CONFIG_KEY)[GROUP_KEY + ["n_train"]]
-                   .set_index(GROUP_KEY)["n_train"].astype(float))
-    groups["log_n_centre"] = log_n.groupby(level=GROUP_KEY).mean().reindex(
-        pd.MultiIndex.from_frame(groups[GROUP_KEY])).to_numpy()
     configs = (pts.groupby("config_idx", sort=True)
                .agg(**{c: (c, "first") for c in CONFIG_KEY + ["params_total",
                                                               "params_prunable", "group_idx"]})
                .reset_index(drop=True))
+    groups["log_n_centre"] = (np.log(configs["n_train"].astype(float))
+                              .groupby(configs["group_idx"]).mean().to_numpy())
     runs = (pts.groupby("run_idx", sort=True)
             .agg(config_idx=("config_idx", "first"), seed=("seed", "first"),
                  group_idx=("group_idx", "first")).reset_index(drop=True))

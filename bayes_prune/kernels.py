@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from .coords import log_plateau
+
 __all__ = ["MIN_ELEMENTS", "available", "log_dense_error", "log_error"]
 
 MIN_ELEMENTS = 1_000_000  # below this, numba's import and cache load cost more than they save
@@ -94,7 +96,7 @@ def _compile():
     return _KERNEL
 
 
-def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, log_eps_up,
+def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, eps0: float,
               centres, pivot: float, log_n_centre: float) -> np.ndarray:
     """Log error draws ``(rows, draws)`` float32 of the joint law, fused.
 
@@ -102,11 +104,11 @@ def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, l
     and ``inv``, the row's configuration, indexing ``log_np`` ``(configurations, draws)``, its
     log dense error draws, and ``at``, the configuration's row in ``shift`` (the invariant's
     discrepancy draws ``(beyond, draws)``; -1 for none). ``theta`` holds the group's
-    coefficient draws (the variants' absent ones are taken as 0), ``log_eps_up`` the plateau
-    per draw (as :func:`bayes_prune.coords.laws` makes it), ``centres`` the grid's
-    :class:`~bayes_prune.coords.Centres`, ``pivot`` the group's pivot error and
-    ``log_n_centre`` its mean log n_train."""
+    coefficient draws (the variants' absent ones are taken as 0), ``eps0`` its random-guess
+    error, ``centres`` the grid's :class:`~bayes_prune.coords.Centres`, ``pivot`` the group's
+    pivot error and ``log_n_centre`` its mean log n_train."""
     kernel = _compile()[0]
+    log_eps_up = log_plateau(theta, np.float32(eps0), pivot)
     n = len(log_eps_up)
     f32 = np.float32
 

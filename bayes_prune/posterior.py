@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import kernels
-from .coords import CURVATURE, Centres, dense_law, laws, log_plateau, pooling_cov
+from .coords import CURVATURE, Centres, dense_law, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
@@ -257,11 +257,11 @@ class Posterior:
             (lambda v: np.median(self.draws[v], axis=1))
         return pick("sigma"), pick("sigma_seed"), pick("tau")
 
-    def _pivot(self, arch: str, task: str) -> float | None:
-        """The group's pivot error (:func:`~bayes_prune.coords.group_anchors`); ``None`` (the
-        grid's) for a pair never fitted."""
+    def _pivot(self, arch: str, task: str) -> float:
+        """The group's pivot error (:func:`~bayes_prune.coords.group_anchors`); the grid's for a
+        pair never fitted."""
         g = self._group_index.get((arch, task))
-        return None if g is None else float(self.groups["log_err_pivot"][g])
+        return self.centres.log_err_pivot if g is None else float(self.groups["log_err_pivot"][g])
 
     def _n_centre(self, arch: str, task: str) -> float:
         """The group's mean log n_train, about which the n_train variants act
@@ -320,7 +320,6 @@ class Posterior:
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
             eps0, n_test_group = self._eps0_ntest(arch, task)
             pivot = self._pivot(arch, task)
-            pivot = self.centres.log_err_pivot if pivot is None else pivot
             # the invariant's discrepancy draws from a stream of its own: the other draws of
             # a row do not depend on whether, or how many, rows lie beyond the grid
             # the drift rates: one per draw, shared by every chunk of the group
@@ -361,13 +360,12 @@ class Posterior:
                 log_np = log_np[inv]
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
                 inv, at = np.arange(len(r)), at[inv]
-            _check_finite(group, r, {"dense error": log_np[inv]})
+            if not np.isfinite(log_np).all():  # rows only to name one (a copy otherwise)
+                _check_finite(group, r, {"dense error": log_np[inv]})
             if fused:
                 log_eps = kernels.log_error(
                     *(np.log(col[c][:, 0]) for c in ("density", "depth", "width", "n_train")),
-                    inv, log_np, shift, at, theta,
-                    log_plateau(theta, np.float32(eps0), pivot), self.centres, pivot,
-                    n_centre)
+                    inv, log_np, shift, at, theta, eps0, self.centres, pivot, n_centre)
             else:
                 prune, _ = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
                                 depth=col["depth"], width=col["width"], log_err_pivot=pivot,
