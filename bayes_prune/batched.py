@@ -27,6 +27,7 @@ Per-member semantics are those of :func:`bayes_prune.imp.run_imp`, which stays t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from . import __version__
 from .augment import Minibatches, crop_flip
 from .augment import check as check_augment
-from .device import amp_dtype, autocast, compiled, prepare
+from .device import amp_dtype, autocast, compiled, conv_kernels, prepare
 from .imp import EVAL_BATCH, _finished, _generator, _lr, _optimizer
 from .nets import build_model, count_params, prunable, widen
 from .prune import apply_masks, density, magnitude_prune
@@ -161,6 +162,14 @@ class Grouped:
     def keep(self, members: Sequence[int]) -> None:
         """Drop every member not in ``members`` (indices into the current batch)."""
         self.load_states([self.state(k) for k in members])
+
+
+def _kernels(net: Stacked | Grouped, device):
+    """:func:`bayes_prune.device.conv_kernels` of the grouped network (stacked MLPs have no
+    convolutions)."""
+    return conv_kernels(net.net, device) if isinstance(net, Grouped) else contextlib.nullcontext()
+
+
 def train(net: Stacked | Grouped, masks: list[torch.Tensor], xs: torch.Tensor,
           ys: torch.Tensor, ns: Sequence[int], recipe: Recipe, start: int,
           gens: Sequence[torch.Generator],
@@ -178,24 +187,25 @@ def train(net: Stacked | Grouped, masks: list[torch.Tensor], xs: torch.Tensor,
     weights = net.weights
     losses: deque[torch.Tensor] = deque(maxlen=100)
     net.train()
-    for step in range(start, recipe.steps):
-        for hook in hooks:
-            hook(step)
-        for group in opt.param_groups:
-            group["lr"] = _lr(recipe, step)
-        idx, draws = next(batches)
-        x, y = xs[rows, idx], ys[rows, idx]  # (K, B, ...), (K, B)
-        if draws is not None:
-            x = crop_flip(x.flatten(0, 1), draws.flatten(0, 1)).unflatten(0, idx.shape)
-        with autocast(amp, device):
-            logits = forward(x)
-            per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                  reduction="none").view(k, -1).mean(1)
-        opt.zero_grad(set_to_none=True)
-        per.sum().backward()
-        opt.step()
-        apply_masks(weights, masks)
-        losses.append(per.detach().float())
+    with _kernels(net, device):
+        for step in range(start, recipe.steps):
+            for hook in hooks:
+                hook(step)
+            for group in opt.param_groups:
+                group["lr"] = _lr(recipe, step)
+            idx, draws = next(batches)
+            x, y = xs[rows, idx], ys[rows, idx]  # (K, B, ...), (K, B)
+            if draws is not None:
+                x = crop_flip(x.flatten(0, 1), draws.flatten(0, 1)).unflatten(0, idx.shape)
+            with autocast(amp, device):
+                logits = forward(x)
+                per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                      reduction="none").view(k, -1).mean(1)
+            opt.zero_grad(set_to_none=True)
+            per.sum().backward()
+            opt.step()
+            apply_masks(weights, masks)
+            losses.append(per.detach().float())
     if not losses:
         return [float("nan")] * k
     return torch.stack(list(losses)).mean(0).tolist()
@@ -209,11 +219,12 @@ def evaluate(net: Stacked | Grouped, x_test: torch.Tensor, y_test: torch.Tensor,
     k = len(net.weights[0])
     wrong = torch.zeros(k, dtype=torch.long, device=x_test.device)
     amp = amp_dtype(precision, x_test.device)
-    for i in range(0, y_test.numel(), EVAL_BATCH):
-        x = x_test[i:i + EVAL_BATCH]
-        with autocast(amp, x_test.device):
-            logits = net(x.expand(k, *x.shape))
-        wrong += (logits.argmax(-1) != y_test[i:i + EVAL_BATCH]).sum(1)
+    with _kernels(net, x_test.device):
+        for i in range(0, y_test.numel(), EVAL_BATCH):
+            x = x_test[i:i + EVAL_BATCH]
+            with autocast(amp, x_test.device):
+                logits = net(x.expand(k, *x.shape))
+            wrong += (logits.argmax(-1) != y_test[i:i + EVAL_BATCH]).sum(1)
     return wrong.tolist()
 
 

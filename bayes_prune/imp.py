@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from . import __version__
 from .augment import Minibatches, crop_flip
 from .augment import check as check_augment
-from .device import amp_dtype, autocast, compiled, prepare, resolve_device
+from .device import amp_dtype, autocast, compiled, conv_kernels, prepare, resolve_device
 from .nets import build_model, count_params, prunable
 from .prune import apply_masks, density, magnitude_prune
 from .spec import Recipe, RunConfig
@@ -73,22 +73,23 @@ def train(model, masks: Sequence[torch.Tensor], data: TaskData, recipe: Recipe, 
     forward, amp = compiled(model, recipe.compile), amp_dtype(recipe.precision, device)
     losses: deque[torch.Tensor] = deque(maxlen=100)  # on the device: no sync per step
     model.train()
-    for step in range(start, recipe.steps):
-        for hook in hooks:
-            hook(step)
-        idx, draws = next(batches)
-        x, y = data.x_train[idx[0]], data.y_train[idx[0]]
-        if draws is not None:
-            x = crop_flip(x, draws[0])
-        for group in opt.param_groups:
-            group["lr"] = _lr(recipe, step)
-        with autocast(amp, device):
-            loss = F.cross_entropy(forward(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        apply_masks(weights, masks)
-        losses.append(loss.detach().float())
+    with conv_kernels(model, device):
+        for step in range(start, recipe.steps):
+            for hook in hooks:
+                hook(step)
+            idx, draws = next(batches)
+            x, y = data.x_train[idx[0]], data.y_train[idx[0]]
+            if draws is not None:
+                x = crop_flip(x, draws[0])
+            for group in opt.param_groups:
+                group["lr"] = _lr(recipe, step)
+            with autocast(amp, device):
+                loss = F.cross_entropy(forward(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            apply_masks(weights, masks)
+            losses.append(loss.detach().float())
     return float(torch.stack(list(losses)).mean()) if losses else float("nan")
 
 
@@ -98,10 +99,11 @@ def evaluate(model, data: TaskData, precision: str = "fp32") -> int:
     ``precision``: the one it trained in)."""
     model.eval()
     wrong, amp = 0, amp_dtype(precision, data.x_test.device)
-    for i in range(0, data.y_test.numel(), EVAL_BATCH):
-        with autocast(amp, data.x_test.device):
-            logits = model(data.x_test[i:i + EVAL_BATCH])
-        wrong += int((logits.argmax(1) != data.y_test[i:i + EVAL_BATCH]).sum())
+    with conv_kernels(model, data.x_test.device):
+        for i in range(0, data.y_test.numel(), EVAL_BATCH):
+            with autocast(amp, data.x_test.device):
+                logits = model(data.x_test[i:i + EVAL_BATCH])
+            wrong += int((logits.argmax(1) != data.y_test[i:i + EVAL_BATCH]).sum())
     return wrong
 
 

@@ -186,3 +186,18 @@ def test_compiled_step_agrees_with_eager():
     assert loss_c == pytest.approx(loss_e, rel=1e-4)
     for (name, p), q in zip(eager.named_parameters(), fast.parameters(), strict=True):
         torch.testing.assert_close(q, p, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_small_1x1_convolutions_run_on_pytorchs_own_kernels_on_the_cpu():
+    from bayes_prune.device import conv_kernels
+
+    def inside(model, dev):
+        with conv_kernels(model, dev):
+            return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    before = torch.backends.mkldnn.enabled
+    small, wide = (nets.build_model("resnet", "cifar10", 8, w) for w in (4, 16))
+    assert not inside(small, "cpu")  # oneDNN's 1x1 kernel hangs below 8 channels
+    assert inside(wide, "cpu") == before and inside(small, "cuda") == before
+    assert inside(nets.widen(small, 3), "cpu") is False  # per group, as the batched path has
+    assert inside(nets.build_model("cnn", "mnist1d", 2, 4), "cpu") == before  # no 1x1 conv
+    assert torch.backends.mkldnn.enabled == before
