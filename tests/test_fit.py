@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune.cli import main
+from bayes_prune.discrepancy import REFERENCE_RATES
 from bayes_prune.errors import UserError
 from bayes_prune.grid import write_grid
 from bayes_prune.posterior import FORMAT, Posterior, hdi
@@ -153,9 +154,12 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     stored = post.meta["discrepancy"]["syn-a/syn-x"]
     assert (stored["max_depth"], stored["max_width"], stored["max_n_train"]) == (4, 64, 4000)
     # the largest trained network, and one 4x wider; a dense and a pruned point of each (the
-    # grid has two depths, two widths, two n_train: too few to split, nothing is measured)
+    # grid has two depths, two widths, two n_train: too few to split, nothing is measured, so
+    # every axis takes the reference grids' rates, and says so)
     assert stored["splits"] == 0
-    assert set(stored["sd_dense"].values()) == set(stored["sd_invariant"].values()) == {0.0}
+    assert stored["sd_dense"] == REFERENCE_RATES["sd_dense"]
+    assert stored["sd_invariant"] == REFERENCE_RATES["sd_invariant"]
+    assert set(stored["inherited"].values()) == {"reference grids"}
     rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 4, "n_train": 4000,
                          "width": [64, 64, 256, 256], "density": [1.0, 0.02, 1.0, 0.02]})
     rows["params_total"] = synthetic_params(4, rows["width"])
