@@ -16,10 +16,12 @@ and both as a ratio to nutpie's numba backend:
 ``--repeat 2`` runs the backends A, B, A, B: compare ratios, the machine is shared. Then
 the reference fit at ``fit``'s defaults (``--reference-fit``), and query latency: 10,000
 configurations x 1,000 draws in process, with the fused kernel and with numpy alone (the
-baseline, and their ratio), and ``bayes-prune query`` (reference posterior, one
+baseline, and their ratio), the fused path's first query in a fresh process (JAX's import
+and compilations included), and ``bayes-prune query`` (reference posterior, one
 configuration) as a whole process. A last line that scripts can read:
 
-    <backend>_s=<wall> ... query_s=<s> query_numpy_s=<s> query_speedup=<x> query_process_s=<s>
+    <backend>_s=<wall> ... query_s=<s> query_numpy_s=<s> query_speedup=<x> query_first_s=<s>
+    query_process_s=<s>
 
 Usage: python benchmarks/fit_speed.py [--grid reference|synthetic] [--draws 300] [--tune 300]
        [--chains 4] [--backends nutpie-numba,nutpie-jax64,nutpie-jax32] [--pymc-jax]
@@ -90,39 +92,52 @@ def pymc_jax_run(grid, name: str, args) -> dict:
     return {"wall": time.perf_counter() - t, **diagnose(idata)}
 
 
-def query_latency() -> tuple[float, float, float]:
+def query_latency() -> tuple[float, float, float, float]:
     """Seconds for 10,000 configurations x 1,000 draws in process (reference posterior), with
-    the fused kernel (``bayes_prune.kernels``, the default for such a query) and with numpy
-    alone (its baseline), and for ``bayes-prune query`` of one configuration as a whole
-    process."""
-    from bayes_prune import kernels
+    the fused kernel (``bayes_prune.kernels``, forced on) and with numpy alone (its baseline),
+    the fused path's first query in a fresh process (JAX's import and compilations included),
+    and ``bayes-prune query`` of one configuration as a whole process."""
     from bayes_prune.posterior import Posterior
 
     post = Posterior.load("reference")
-    rng = np.random.default_rng(0)
-    rows = pd.DataFrame({"arch": "mlp", "task": "mnist1d",
-                         "depth": rng.integers(1, 5, 10_000),
-                         "width": rng.integers(16, 512, 10_000),
-                         "n_train": rng.integers(1000, 8000, 10_000),
-                         "density": np.exp(rng.uniform(np.log(1e-3), 0, 10_000))})
+    rows = _query_rows()
     times = {}
-    default = kernels.MIN_ELEMENTS
-    for name, threshold in (("numpy", 10**15), ("fused", default), ("numpy", 10**15),
-                            ("fused", default)):  # alternated: the machine is shared
-        kernels.MIN_ELEMENTS = threshold
+    for name in ("numpy", "fused", "numpy", "fused"):  # alternated: the machine is shared
+        os.environ["BAYES_PRUNE_FUSED"] = "1" if name == "fused" else "0"
         post.summary(rows[:100], level=0.9)  # warm the caches: the first call is not the cost
-        post.summary(rows[:2000] if name == "numpy" else rows, level=0.9)  # and numba's
+        post.summary(rows, level=0.9)  # and JAX's compilations
         t = time.perf_counter()
         post.summary(rows, level=0.9)
         times.setdefault(name, []).append(time.perf_counter() - t)
-    kernels.MIN_ELEMENTS = default
+    del os.environ["BAYES_PRUNE_FUSED"]
     in_process, numpy_only = min(times["fused"]), min(times["numpy"])
+    first = subprocess.run([sys.executable, __file__, "--first-query"], capture_output=True,
+                           text=True, check=True, env={**os.environ, "BAYES_PRUNE_FUSED": "1"})
     cmd = [sys.executable, "-m", "bayes_prune.cli", "query", "--arch", "mlp", "--task",
            "mnist1d", "--depth", "4", "--width", "256", "--n-train", "8000", "--density", "0.1"]
     subprocess.run(cmd, capture_output=True, check=True)  # the OS's file cache warm
     t = time.perf_counter()
     subprocess.run(cmd, capture_output=True, check=True)
-    return in_process, numpy_only, time.perf_counter() - t
+    return in_process, numpy_only, float(first.stdout.split()[-1]), time.perf_counter() - t
+
+
+def _query_rows() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"arch": "mlp", "task": "mnist1d",
+                         "depth": rng.integers(1, 5, 10_000),
+                         "width": rng.integers(16, 512, 10_000),
+                         "n_train": rng.integers(1000, 8000, 10_000),
+                         "density": np.exp(rng.uniform(np.log(1e-3), 0, 10_000))})
+
+
+def _first_query() -> None:
+    """Print the seconds of this process' first large query (the posterior already loaded)."""
+    from bayes_prune.posterior import Posterior
+
+    post, rows = Posterior.load("reference"), _query_rows()
+    t = time.perf_counter()
+    post.summary(rows, level=0.9)
+    print(f"{time.perf_counter() - t:.3f}")
 
 
 def main() -> None:
@@ -138,7 +153,10 @@ def main() -> None:
     ap.add_argument("--reference-fit", action="store_true",
                     help="also time the reference fit at fit's defaults (ESS target 400)")
     ap.add_argument("--query-only", action="store_true", help="only the query latency")
+    ap.add_argument("--first-query", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.first_query:
+        return _first_query()
     if args.pymc_jax:  # one XLA CPU device per core, before JAX is imported
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.chains}")
@@ -180,12 +198,14 @@ def main() -> None:
               f"{d['min_ess_tail']:.0f}, divergences {d['divergences']}; load "
               f"{os.getloadavg()[0]:.1f}", flush=True)
         line.append(f"reference_fit_s={wall:.1f}")
-    q, q_numpy, qp = query_latency()
+    q, q_numpy, q_first, qp = query_latency()
     print(f"query: 10,000 configurations x 1,000 draws in process {q:.3f} s (numpy alone "
-          f"{q_numpy:.3f} s, ratio {q_numpy / q:.2f}x); `bayes-prune query` (reference, one "
+          f"{q_numpy:.3f} s, ratio {q_numpy / q:.2f}x; fused, as a process' first query, JAX's "
+          f"import included, {q_first:.3f} s); `bayes-prune query` (reference, one "
           f"configuration) as a process {qp:.2f} s; load {os.getloadavg()[0]:.1f}")
     print(" ".join(line + [f"query_s={q:.3f}", f"query_numpy_s={q_numpy:.3f}",
-                           f"query_speedup={q_numpy / q:.2f}", f"query_process_s={qp:.2f}"]))
+                           f"query_speedup={q_numpy / q:.2f}", f"query_first_s={q_first:.3f}",
+                           f"query_process_s={qp:.2f}"]))
 
 
 if __name__ == "__main__":

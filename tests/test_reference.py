@@ -12,6 +12,7 @@ import pytest
 
 from bayes_prune import reference
 from bayes_prune.discrepancy import REFERENCE_RATES
+from bayes_prune.errors import UserError
 from bayes_prune.grid import grid_hash
 from bayes_prune.posterior import FORMAT, REFERENCE, Posterior
 
@@ -171,9 +172,9 @@ def test_each_draw_drifts_like_one_group_with_the_pooled_mean_square(post):
 
 @pytest.mark.parametrize("band", ["expected", "prediction"])
 def test_the_fused_kernel_draws_what_numpy_draws(post, band, monkeypatch):
-    """Large queries go through bayes_prune.kernels (numba); its draws are numpy's, inside the
+    """Large queries go through bayes_prune.kernels (JAX); its draws are numpy's, inside the
     grid and beyond it (the discrepancy's offsets), to float32 rounding."""
-    pytest.importorskip("numba")
+    pytest.importorskip("jax")
     from bayes_prune import kernels
 
     rng = np.random.default_rng(1)
@@ -185,9 +186,29 @@ def test_the_fused_kernel_draws_what_numpy_draws(post, band, monkeypatch):
     rows = pd.concat([rows, reference.read_grid().iloc[:200][list(rows.columns)]],
                      ignore_index=True)  # trained configurations: their dense posterior
     assert post.beyond_grid(rows).str.len().gt(0).sum() > 50
-    monkeypatch.setattr(kernels, "MIN_ELEMENTS", 10**15)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", "0")
     plain = post.predict_draws(rows, band=band)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", "1")
     monkeypatch.setattr(kernels, "MIN_ELEMENTS", 1)
     fused = post.predict_draws(rows, band=band)
     assert np.all(np.isfinite(fused))
     np.testing.assert_allclose(np.log(fused), np.log(plain), atol=2e-5, rtol=0)
+
+
+def test_the_fused_path_is_taken_when_it_pays(monkeypatch):
+    """``auto`` imports JAX only for a query that pays for the import; ``1`` and ``0`` force;
+    anything else is refused."""
+    from bayes_prune import kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: True)  # no import in this test
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.delenv("BAYES_PRUNE_FUSED", raising=False)
+    assert not kernels.use(kernels.MIN_ELEMENTS) and kernels.use(kernels.IMPORT_ELEMENTS)
+    assert not kernels.use(kernels.MIN_ELEMENTS - 1)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", "1")
+    assert kernels.use(kernels.MIN_ELEMENTS)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", "0")
+    assert not kernels.use(10**12)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", "yes")
+    with pytest.raises(UserError, match="BAYES_PRUNE_FUSED"):
+        kernels.use(10**12)
