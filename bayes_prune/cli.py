@@ -470,7 +470,7 @@ def _run_evaluate(args) -> None:
     run = evaluate.leave_group_out if args.leave_group_out else evaluate.evaluate
     rows = run(fit_grid, held, methods=args.methods, n_boot=args.n_boot, seed=args.seed,
                draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
-               **_variants(args))
+               log=lambda text: print(text, file=sys.stderr, flush=True), **_variants(args))
     if args.json:
         print(json.dumps(rows, indent=1, default=_plain))
         return

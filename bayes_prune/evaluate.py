@@ -149,10 +149,11 @@ def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None =
 
 def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
              methods: Sequence[str] = METHODS, n_boot: int = 40, seed: int = 0,
-             **fit_kwargs) -> list[dict]:
+             log: Callable[[str], None] | None = None, **fit_kwargs) -> list[dict]:
     """Scores per (arch, task) group of ``holdout`` and method, as ``evaluate --json`` prints
     them: keys arch, task, method, n_holdout, median_abs_delta, delta_mean, delta_std,
-    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time)."""
+    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time). ``log``
+    is told each method as it starts and ends (a fit can take minutes)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from "
@@ -160,6 +161,8 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     rows = []
     for method in methods:
         start = time.perf_counter()
+        if log:
+            log(f"{method}: fitting {len(fit_grid)} points, predicting {len(holdout)}")
         if method == "lsq":
             draws = predict_lsq(fit_grid, holdout)
         elif method == "bootstrap":
@@ -167,6 +170,8 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
         else:
             draws = predict_bayes(fit_grid, holdout, seed=seed, **fit_kwargs)
         seconds = time.perf_counter() - start
+        if log:
+            log(f"{method}: done in {seconds:.0f} s")
         noise = _lsq_residual_sd(fit_grid) if method == "lsq" else None
         for key, held in holdout.groupby(GROUP_KEY, sort=True):
             i = held.index.to_numpy()
@@ -175,15 +180,19 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     return rows
 
 
-def leave_group_out(fit_grid: pd.DataFrame, holdout: pd.DataFrame, **kwargs) -> list[dict]:
+def leave_group_out(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
+                    log: Callable[[str], None] | None = None, **kwargs) -> list[dict]:
     """What a user's new group experiences: for each (arch, task) group of ``holdout``, fit
     on ``fit_grid`` plus the other groups' held-out rows and predict that group's. Rows as
     :func:`evaluate` returns them (``kwargs`` go to it), one per group and method."""
     rows = []
-    for key, held in holdout.groupby(GROUP_KEY, sort=True):
+    groups = holdout.groupby(GROUP_KEY, sort=True)
+    for n, (key, held) in enumerate(groups, 1):
+        if log:
+            log(f"leave-group-out {n}/{groups.ngroups}: {key[0]}/{key[1]}")
         others = holdout.drop(index=held.index)
         fit_on = pd.concat([fit_grid, others], ignore_index=True)
-        rows += [r for r in evaluate(fit_on, held.reset_index(drop=True), **kwargs)
+        rows += [r for r in evaluate(fit_on, held.reset_index(drop=True), log=log, **kwargs)
                  if (r["arch"], r["task"]) == key]
     return rows
 

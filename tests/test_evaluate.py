@@ -80,8 +80,11 @@ def test_evaluate_command_passes_the_bayesian_options_through(split, tmp_path, m
     rc = main(["evaluate", str(tmp_path / "fit.csv"), "--holdout", str(tmp_path / "held.csv"),
                "--methods", "bayes", "lsq", "--p-depends-on-n", "--json"])
     assert rc == 0
-    rows = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
     assert {r["method"] for r in rows} == {"bayes", "lsq"} and len(rows) == 8
+    # a fit takes minutes: each method's start and end on stderr, never in the JSON
+    assert "bayes: fitting" in out.err and "lsq: done in" in out.err
     assert seen["p_depends_on_n"] is True and seen["draws"] == 1000 and seen["tune"] == 1000
     bayes = [r for r in rows if r["method"] == "bayes"]
     assert all(r["median_abs_delta"] == 0 and r["coverage_90"] == 1 for r in bayes)
