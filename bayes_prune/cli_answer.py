@@ -121,7 +121,8 @@ def _run_query(args) -> None:
         disc = "with" if post.meta.get("discrepancy") else "WITHOUT (fit --no-discrepancy)"
         print(f"note: {int(out.sum())} of {len(table)} row(s) lie beyond their group's grid "
               f"(column 'beyond'): extrapolations, banded {disc} the extrapolation discrepancy "
-              f"measured inside the grid; {_EXTRAPOLATION_CAVEAT}", file=sys.stderr)
+              f"(measured by splits inside the grids, or inherited where a grid could not be "
+              f"split: fit prints which); {_EXTRAPOLATION_CAVEAT}", file=sys.stderr)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1, default=_plain))
         return
