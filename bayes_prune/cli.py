@@ -438,7 +438,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, an object per group and method with keys arch, "
                         "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
-                        "coverage_50, coverage_90 (null for lsq), lpd, seconds")
+                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, and for bayes "
+                        "the fit's max_rhat, min_ess_bulk, divergences")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -477,7 +478,8 @@ def _run_evaluate(args) -> None:
     import pandas as pd
 
     print(f"fitted {len(fit_grid)} points, held out {len(held)}")
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(pd.DataFrame(rows).to_string(index=False, na_rep="-",
+                                       float_format=lambda x: f"{x:.4g}"))
     fittable, refused = least_squares_groups(fit_grid)
     if fittable:
         keep = fit_grid.set_index(["arch", "task"]).index.isin(fittable)

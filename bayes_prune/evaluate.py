@@ -116,11 +116,15 @@ def _bootstrap_refit(sample: pd.DataFrame, full: lsq.LsqFit):
         return full, lsq.fit_dense(sample)
 
 
-def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame, **fit_kwargs) -> np.ndarray:
-    """Posterior prediction-band draws of ``log test_error``, shape ``(rows, draws)``."""
+def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
+                  diagnostics: dict | None = None, **fit_kwargs) -> np.ndarray:
+    """Posterior prediction-band draws of ``log test_error``, shape ``(rows, draws)``; the
+    fit's sampler diagnostics (:func:`bayes_prune.fit.diagnose`) go into ``diagnostics``."""
     from .fit import fit
 
     posterior = fit(fit_grid, **fit_kwargs)
+    if diagnostics is not None:
+        diagnostics.update(posterior.diagnostics)
     return np.log(posterior.predict_draws(holdout, band="prediction"))
 
 
@@ -147,12 +151,16 @@ def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None =
     return out
 
 
+DIAGNOSTIC_KEYS = ("max_rhat", "min_ess_bulk", "divergences")
+
+
 def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
              methods: Sequence[str] = METHODS, n_boot: int = 40, seed: int = 0,
              log: Callable[[str], None] | None = None, **fit_kwargs) -> list[dict]:
     """Scores per (arch, task) group of ``holdout`` and method, as ``evaluate --json`` prints
     them: keys arch, task, method, n_holdout, median_abs_delta, delta_mean, delta_std,
-    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time). ``log``
+    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time), and for
+    the Bayesian rows the fit's max_rhat, min_ess_bulk and divergences. ``log``
     is told each method as it starts and ends (a fit can take minutes)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -168,15 +176,21 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
         elif method == "bootstrap":
             draws = predict_bootstrap(fit_grid, holdout, n_boot=n_boot, seed=seed)
         else:
-            draws = predict_bayes(fit_grid, holdout, seed=seed, **fit_kwargs)
+            draws = predict_bayes(fit_grid, holdout, seed=seed, diagnostics=(diag := {}),
+                                  **fit_kwargs)
         seconds = time.perf_counter() - start
+        # the Bayesian rows carry their fit's diagnostics: a band from a fit that did not
+        # converge is not the model's band
+        sampler = {k: diag.get(k) for k in DIAGNOSTIC_KEYS} if method == "bayes" else {}
         if log:
-            log(f"{method}: done in {seconds:.0f} s")
+            log(f"{method}: done in {seconds:.0f} s" + "".join(
+                f", {k} {v:.4g}" for k, v in sampler.items() if v is not None))
         noise = _lsq_residual_sd(fit_grid) if method == "lsq" else None
         for key, held in holdout.groupby(GROUP_KEY, sort=True):
             i = held.index.to_numpy()
             rows.append({"arch": key[0], "task": key[1], "method": method,
-                         **score(held, draws[i], noise_sd=noise), "seconds": seconds})
+                         **score(held, draws[i], noise_sd=noise), "seconds": seconds,
+                         **sampler})
     return rows
 
 

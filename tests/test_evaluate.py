@@ -72,8 +72,9 @@ def test_evaluate_command_passes_the_bayesian_options_through(split, tmp_path, m
     write_grid(held, tmp_path / "held.csv")
     seen = {}
 
-    def fake_bayes(fit_grid, holdout, **kwargs):  # the sampler is tested in test_fit.py
+    def fake_bayes(fit_grid, holdout, diagnostics, **kwargs):  # the sampler: test_fit.py
         seen.update(kwargs)
+        diagnostics.update(max_rhat=1.004, min_ess_bulk=512.0, divergences=0, ok=True)
         return np.log(np.tile(holdout["test_error"].to_numpy()[:, None], (1, 10)))
 
     monkeypatch.setattr(evaluate, "predict_bayes", fake_bayes)
@@ -88,6 +89,9 @@ def test_evaluate_command_passes_the_bayesian_options_through(split, tmp_path, m
     assert seen["p_depends_on_n"] is True and seen["draws"] == 1000 and seen["tune"] == 1000
     bayes = [r for r in rows if r["method"] == "bayes"]
     assert all(r["median_abs_delta"] == 0 and r["coverage_90"] == 1 for r in bayes)
+    assert "max_rhat 1.004" in out.err  # and the fit's diagnostics, in the rows too
+    assert all(r["max_rhat"] == 1.004 and r["divergences"] == 0 for r in bayes)
+    assert all("max_rhat" not in r for r in rows if r["method"] == "lsq")
 
 
 def _bending_grid(rate):
