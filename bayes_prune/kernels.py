@@ -17,8 +17,9 @@ rows x 1,000 draws, single-threaded on a 2-core AVX2 machine: Eq. 1 took 0.20 s 
 XLA compiles one program per shape, so the shapes are padded to powers of two (a query's
 chunks then share one or two programs). Calls release the GIL, so the query's chunks still run
 on every core, on threads. Importing JAX and the first compilations cost about 1.4 s once per
-process (10,000 x 1,000 in a fresh process: 1.84 s fused, 0.80 s numpy; then 0.47 s against
-0.76 s every time). :func:`use` decides, by ``BAYES_PRUNE_FUSED``:
+process (10,000 x 1,000 in a fresh process: 1.80 s fused, 0.70 s numpy; then 0.42 s against
+0.70 s every time, ``benchmarks/fit_speed.py --query-only``). :func:`use` decides, by
+``BAYES_PRUNE_FUSED``:
 
 - ``auto`` (the default): fused for :data:`MIN_ELEMENTS` (row, draw) pairs or more once JAX is
   imported (a fit, or an earlier large query, imported it), and for
