@@ -71,7 +71,7 @@ import pytensor.tensor as pt
 from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, dense_law, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import binomial_log_var, log_dense_error, log_error
+from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error
 from .lsq import observed_errors
 from .priors import Priors
 
@@ -157,21 +157,25 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
             pm.Potential("run_prior", _marginal_dense(
                 log_np_t, law_c, runs["config_idx"].to_numpy(), len(cfg),
                 sigma_seed[rg] ** 2, tau_c))
-        # points
+        # points: the law depends on a point only through its density and its run's dense
+        # error, so its coefficients are evaluated once per configuration, then stacked per
+        # run and gathered once per point (the gradient scatters one (points, 6) array instead
+        # of one array per coefficient: 1.25 instead of 3.43 ms per log density + gradient on
+        # the reference grids, JAX, one thread)
         p = pts.iloc[use]
         pg = p["group_idx"].to_numpy()
-        th_p = {n: theta[pg, i] for i, n in enumerate(names)}
-        prune_p, _ = laws(th_p, lay.centres, p["eps0"].to_numpy(),
-                          n_train=p["n_train"].to_numpy(float), depth=p["depth"].to_numpy(float),
-                          width=p["width"].to_numpy(float),
-                          log_err_pivot=g["log_err_pivot"].to_numpy()[pg],
-                          log_n_centre=g["log_n_centre"].to_numpy()[pg], xp=pt)
-        mean = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
-                         p["width"].to_numpy(float),
-                         pt.exp(log_np_t[p["run_idx"].to_numpy()]), prune_p, xp=pt)
+        prune_c = _prune_law_c(lay, theta, names)
+        per_c = pt.stack([prune_c.phi * np.log(cfg["depth"].to_numpy(float))
+                          + prune_c.psi * np.log(cfg["width"].to_numpy(float)),
+                          pt.log(prune_c.eps_up), prune_c.gamma, pt.log(prune_c.p_prime),
+                          sigma[cfg["group_idx"].to_numpy()] ** 2], axis=1)
+        per_t = pt.concatenate([per_c[runs["config_idx"].to_numpy()], log_np_t[:, None]],
+                               axis=1)[p["run_idx"].to_numpy()]
+        mean = log_eq1(np.log(p["density"].to_numpy()) + per_t[:, 0], per_t[:, 5],
+                       per_t[:, 1], per_t[:, 2], per_t[:, 3], xp=pt)
         mean = pm.Deterministic("log_err_mean", mean, dims="point") if not observed else mean
         eps = pt.clip(pt.exp(mean), 1e-6, 1 - 1e-6)
-        sd = pt.sqrt(sigma[pg] ** 2 + binomial_log_var(eps, p["n_test"].to_numpy(float)))
+        sd = pt.sqrt(per_t[:, 4] + binomial_log_var(eps, p["n_test"].to_numpy(float)))
         obs = np.log(observed_errors(p)) if observed else None
         if ar1 and observed:
             rho = pm.Beta("rho", *priors.rho, dims="group")
@@ -240,6 +244,21 @@ def run_start(lay: Layout, y: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(y), lowest.reindex(range(len(y))).to_numpy(), y)
 
 
+def _prune_law_c(lay: Layout, theta, names, xp=pt) -> PruneLaw:
+    """The joint law's coefficients of every configuration (arrays over ``lay.configs``),
+    ``theta`` being ``(groups, coefs)``: with the variants they vary with n_train, depth and
+    width, never with a point's density."""
+    cfg, g = lay.configs, lay.groups
+    cg = cfg["group_idx"].to_numpy()
+    th = {n: theta[cg, i] for i, n in enumerate(names)}
+    prune, _ = laws(th, lay.centres, g["eps0"].to_numpy()[cg],
+                    n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
+                    width=cfg["width"].to_numpy(float),
+                    log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
+                    log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=xp)
+    return prune
+
+
 def _dense_law_c(lay: Layout, theta, names, xp=pt):
     """Log dense law of every configuration, ``theta`` being ``(groups, coefs)`` (or with a
     leading draws axis for numpy: then the result is ``(draws, configs)``)."""
@@ -251,18 +270,19 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
                            dense_law(th, lay.centres, eps0, xp=xp), eps0, xp=xp)
 
 
-def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c, xp=pt):
+def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c):
     """Sum over configurations of ``log N(y_runs(c) | law_c 1, diag(var_t) + tau_c^2 11')``:
     the runs' dense points with their configuration's latent integrated out (closed form for
-    a diagonal plus rank-one covariance)."""
-    m = np.zeros((n_configs, len(run_config)))
-    m[run_config, np.arange(len(run_config))] = 1.0
-    r = y - law_c[..., run_config]
-    s0, s1, s2 = (xp.dot(v, m.T) for v in (1 / var_t, r / var_t, r**2 / var_t))
+    a diagonal plus rank-one covariance). The per-configuration sums are one scatter-add of a
+    (runs, 4) array."""
+    r = y - law_c[run_config]
+    per_run = pt.stack([1 / var_t, r / var_t, r**2 / var_t, pt.log(var_t)], axis=-1)
+    sums = pt.inc_subtensor(pt.zeros((n_configs, 4))[run_config], per_run)
+    s0, s1, s2, logdet = (sums[:, k] for k in range(4))
     t2 = tau_c**2
-    logdet = xp.dot(xp.log(var_t), m.T) + xp.log1p(t2 * s0)
+    count = np.bincount(run_config, minlength=n_configs)
     quad = s2 - t2 * s1**2 / (1 + t2 * s0)
-    return -0.5 * xp.sum(quad + logdet + m.sum(axis=1) * np.log(2 * np.pi), axis=-1)
+    return -0.5 * pt.sum(quad + logdet + pt.log1p(t2 * s0) + count * np.log(2 * np.pi))
 
 
 def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
