@@ -71,7 +71,7 @@ import pytensor.tensor as pt
 from .coords import COEFS, CURVATURE, KAPPA, KAPPA_GAMMA, Layout, dense_law, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error
+from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error, log_invariant
 from .lsq import observed_errors
 from .priors import Priors
 
@@ -160,22 +160,24 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         # points: the law depends on a point only through its density and its run's dense
         # error, so its coefficients are evaluated once per configuration, then stacked per
         # run and gathered once per point (the gradient scatters one (points, 6) array instead
-        # of one array per coefficient: 1.25 instead of 3.43 ms per log density + gradient on
+        # of one array per coefficient: 1.15 instead of 3.43 ms per log density + gradient on
         # the reference grids, JAX, one thread)
         p = pts.iloc[use]
         pg = p["group_idx"].to_numpy()
         prune_c = _prune_law_c(lay, theta, names)
-        per_c = pt.stack([prune_c.phi * np.log(cfg["depth"].to_numpy(float))
-                          + prune_c.psi * np.log(cfg["width"].to_numpy(float)),
-                          pt.log(prune_c.eps_up), prune_c.gamma, pt.log(prune_c.p_prime),
-                          sigma[cfg["group_idx"].to_numpy()] ** 2], axis=1)
+        per_c = pt.stack([  # log m* - log d, i.e. the invariant at density 1
+            log_invariant(1.0, cfg["depth"].to_numpy(float), cfg["width"].to_numpy(float),
+                          prune_c.phi, prune_c.psi, xp=pt),
+            pt.log(prune_c.eps_up), prune_c.gamma, pt.log(prune_c.p_prime),
+            sigma[cfg["group_idx"].to_numpy()] ** 2], axis=1)
         per_t = pt.concatenate([per_c[runs["config_idx"].to_numpy()], log_np_t[:, None]],
                                axis=1)[p["run_idx"].to_numpy()]
-        mean = log_eq1(np.log(p["density"].to_numpy()) + per_t[:, 0], per_t[:, 5],
-                       per_t[:, 1], per_t[:, 2], per_t[:, 3], xp=pt)
+        log_m_shift, log_eps_up, gamma, log_p, sigma2, log_np = (per_t[:, k] for k in range(6))
+        mean = log_eq1(np.log(p["density"].to_numpy()) + log_m_shift, log_np, log_eps_up, gamma,
+                       log_p, xp=pt)
         mean = pm.Deterministic("log_err_mean", mean, dims="point") if not observed else mean
         eps = pt.clip(pt.exp(mean), 1e-6, 1 - 1e-6)
-        sd = pt.sqrt(per_t[:, 4] + binomial_log_var(eps, p["n_test"].to_numpy(float)))
+        sd = pt.sqrt(sigma2 + binomial_log_var(eps, p["n_test"].to_numpy(float)))
         obs = np.log(observed_errors(p)) if observed else None
         if ar1 and observed:
             rho = pm.Beta("rho", *priors.rho, dims="group")
@@ -244,18 +246,23 @@ def run_start(lay: Layout, y: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(y), lowest.reindex(range(len(y))).to_numpy(), y)
 
 
-def _prune_law_c(lay: Layout, theta, names, xp=pt) -> PruneLaw:
+def _theta_c(lay: Layout, theta, names) -> dict:
+    """Each coefficient of ``theta`` (``(..., groups, coefs)``) at every configuration."""
+    cg = lay.configs["group_idx"].to_numpy()
+    return {n: theta[..., cg, i] for i, n in enumerate(names)}
+
+
+def _prune_law_c(lay: Layout, theta, names) -> PruneLaw:
     """The joint law's coefficients of every configuration (arrays over ``lay.configs``),
     ``theta`` being ``(groups, coefs)``: with the variants they vary with n_train, depth and
     width, never with a point's density."""
     cfg, g = lay.configs, lay.groups
     cg = cfg["group_idx"].to_numpy()
-    th = {n: theta[cg, i] for i, n in enumerate(names)}
-    prune, _ = laws(th, lay.centres, g["eps0"].to_numpy()[cg],
+    prune, _ = laws(_theta_c(lay, theta, names), lay.centres, g["eps0"].to_numpy()[cg],
                     n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
                     width=cfg["width"].to_numpy(float),
                     log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
-                    log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=xp)
+                    log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=pt)
     return prune
 
 
@@ -263,11 +270,10 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
     """Log dense law of every configuration, ``theta`` being ``(groups, coefs)`` (or with a
     leading draws axis for numpy: then the result is ``(draws, configs)``)."""
     cfg, g = lay.configs, lay.groups
-    cg = cfg["group_idx"].to_numpy()
-    th = {n: theta[..., cg, i] for i, n in enumerate(names)}
-    eps0, n = g["eps0"].to_numpy()[cg], cfg["n_train"].to_numpy(float)
+    eps0, n = g["eps0"].to_numpy()[cfg["group_idx"].to_numpy()], cfg["n_train"].to_numpy(float)
     return log_dense_error(cfg["params_total"].to_numpy(float), n,
-                           dense_law(th, lay.centres, eps0, xp=xp), eps0, xp=xp)
+                           dense_law(_theta_c(lay, theta, names), lay.centres, eps0, xp=xp),
+                           eps0, xp=xp)
 
 
 def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c):
