@@ -91,7 +91,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
     numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
     ``draws``, ``tune`` and ``target_accept`` default to
-    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 500 and 0.85; for a
+    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 1,000 and 0.95; for a
     grid under 200 points 2,000, 2,000 and 0.99).
     ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
     every variable's bulk and tail ESS reach it and R-hat is at most 1.01 (``None``: exactly
@@ -104,8 +104,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     pointwise log likelihood for LOO comparisons (``arviz.loo``, ``arviz.compare``).
     ``runs_mode`` is ``"latent"`` (each run's dense error sampled) or ``"measured"``
     (conditioned on, as the paper's fit does: faster, but blind to the dense point's own
-    noise). ``target_accept`` 0.85 halves the steps per draw of 0.95 on the reference grids
-    with no divergence (:mod:`bayes_prune.sampler`);
+    noise). ``target_accept`` 0.85 halves the steps per draw of 0.95 on the reference grids,
+    but diverged on a smaller grid (:mod:`bayes_prune.sampler`);
     ``low_rank`` (default) uses nutpie's low-rank mass matrix adaptation, which follows the
     correlated coefficients of a grid that shows only part of the curve (a CIFAR-10 ResNet
     pruned to 2 %: max R-hat 1.004 and 0 divergences against 1.023 with a diagonal one).
