@@ -121,8 +121,8 @@ def _add_demo(sub) -> None:
                         "shipped experiments/results, when this is a source checkout)")
     p.add_argument("--all-groups", action="store_true",
                    help="fit along every reference group, not only the demo's own (the "
-                        "crossed pooling at work; that fit of 12,600 points takes 3-4 minutes "
-                        "on 2 cores)")
+                        "crossed pooling at work; that fit of 12,600 points takes about 2 "
+                        "minutes on 2 cores)")
     p.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
     p.add_argument("--tune", type=int, default=TUNE, help=f"tuning steps (default: {TUNE})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -35,7 +35,15 @@ from .model import (  # noqa: E402
     prior_predictive,
 )
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
-from .sampler import Target, backend_of, compile_model, defaults_for, precision_of, sample  # noqa: E402
+from .sampler import (  # noqa: E402
+    ESCALATED_ACCEPT,
+    Target,
+    backend_of,
+    compile_model,
+    defaults_for,
+    precision_of,
+    sample,
+)
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -91,8 +99,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
     numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
     ``draws``, ``tune`` and ``target_accept`` default to
-    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 1,000 and 0.95; for a
-    grid under 200 points 2,000, 2,000 and 0.99).
+    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 500 and 0.85; for a
+    grid under 200 points 2,000, 2,000 and 0.99). A fit at the default acceptance 0.85 that
+    diverges samples again at 0.95 (stored as ``escalated_from``).
     ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
     every variable's bulk and tail ESS reach it and R-hat is at most 1.01 (``None``: exactly
     ``draws``). ``cores``
@@ -105,7 +114,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``runs_mode`` is ``"latent"`` (each run's dense error sampled) or ``"measured"``
     (conditioned on, as the paper's fit does: faster, but blind to the dense point's own
     noise). ``target_accept`` 0.85 halves the steps per draw of 0.95 on the reference grids,
-    but diverged on a smaller grid (:mod:`bayes_prune.sampler`);
+    but diverged on a smaller grid (:mod:`bayes_prune.sampler`), hence the escalation;
     ``low_rank`` (default) uses nutpie's low-rank mass matrix adaptation, which follows the
     correlated coefficients of a grid that shows only part of the curve (a CIFAR-10 ResNet
     pruned to 2 %: max R-hat 1.004 and 0 divergences against 1.023 with a diagonal one).
@@ -119,7 +128,10 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     chosen = defaults_for(len(grid))
     draws = chosen["draws"] if draws is None else draws
     tune = chosen["tune"] if tune is None else tune
+    # a default acceptance below ESCALATED_ACCEPT is raised to it if the chains diverge
+    escalate = target_accept is None and chosen["target_accept"] < ESCALATED_ACCEPT
     target_accept = chosen["target_accept"] if target_accept is None else target_accept
+    escalated_from = None
     lay = layout(grid)
     priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,
@@ -141,22 +153,34 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         backend = backend_of(backend, device)
         precision = precision_of(backend, precision)
         compiled = compile_model(model, backend, precision, device)
-        idata, run = sample(compiled, tune=tune, max_draws=draws, chains=chains, seed=seed,
-                            target=Target(ess=ess_target, variables=tuple(_KEEP))
-                            if ess_target else None,
-                            progress=progress, low_rank=low_rank, target_accept=target_accept,
-                            cores=cores)
+
+        def nuts(accept):
+            return sample(compiled, tune=tune, max_draws=draws, chains=chains, seed=seed,
+                          target=Target(ess=ess_target, variables=tuple(_KEEP))
+                          if ess_target else None,
+                          progress=progress, low_rank=low_rank, target_accept=accept,
+                          cores=cores)
     else:
         import pymc as pm
 
         backend, precision = "pytensor", "float64"
-        run = {"draws": draws, "stopped": "max_draws"}
-        with model:
-            idata = pm.sample(draws=draws, tune=tune, chains=chains,
-                              cores=min(cores or os.cpu_count() or 1, chains),
-                              random_seed=seed, progressbar=progress,
-                              target_accept=target_accept,
-                              compute_convergence_checks=False)
+
+        def nuts(accept):
+            with model:
+                return pm.sample(draws=draws, tune=tune, chains=chains,
+                                 cores=min(cores or os.cpu_count() or 1, chains),
+                                 random_seed=seed, progressbar=progress,
+                                 target_accept=accept, compute_convergence_checks=False
+                                 ), {"draws": draws, "stopped": "max_draws"}
+    if method == "nuts":
+        idata, run = nuts(target_accept)
+        n_div = _divergences(idata)
+        if escalate and n_div:
+            print(f"{n_div} divergence(s) at target acceptance {target_accept}: sampling "
+                  f"again at {ESCALATED_ACCEPT} (smaller steps, about twice the time)",
+                  file=sys.stderr)
+            escalated_from, target_accept = target_accept, ESCALATED_ACCEPT
+            idata, run = nuts(target_accept)
     seconds = time.perf_counter() - start
     post = idata.posterior
     names = coef_names(**variants)
@@ -194,7 +218,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                      "device": device, "ess_target": ess_target, "max_draws": draws,
                      "stopped": run["stopped"], "draws": run["draws"], "tune": tune,
                      "chains": chains,
-                     "seed": seed, "target_accept": target_accept, "likelihood": likelihood,
+                     "seed": seed, "target_accept": target_accept,
+                     "escalated_from": escalated_from, "likelihood": likelihood,
                      **variants, "discrepancy": discrepancy, "ar1": ar1, "runs_mode": runs_mode,
                      "coefs": names,
                      "seconds": round(seconds, 2)},
@@ -222,6 +247,13 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         warnings.warn(msg, stacklevel=2)
         print(f"WARNING: {msg}", file=sys.stderr)
     return Posterior.from_inference_data(keep)
+
+
+def _divergences(idata) -> int:
+    stats = idata.get("sample_stats")
+    if stats is None or "diverging" not in stats:
+        return 0
+    return int(stats["diverging"].sum())
 
 
 def _jsonable(x):

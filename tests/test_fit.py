@@ -258,3 +258,37 @@ def test_ar1_fit_stores_rho_and_refuses_loo_and_student(tmp_path):
     rho = post.idata.posterior["rho"].to_numpy()
     assert rho.shape[-1] == len(post.groups) and ((rho > 0) & (rho < 1)).all()
     assert np.isfinite(post.summary(grid.head(20))["median"]).all()
+
+
+def test_a_default_fit_that_diverges_samples_again_at_a_higher_acceptance(monkeypatch, capsys):
+    import bayes_prune.fit as fit_module
+
+    grid = _grid()
+    assert fit_module.defaults_for(len(grid))["target_accept"] == 0.85  # a large grid's default
+    real, accepts, cache = fit_module.sample, [], {}
+
+    def diverging_once(compiled, *, target_accept, **kw):  # one real sampling, then copies
+        accepts.append(target_accept)
+        if not cache:
+            cache["run"] = real(compiled, target_accept=target_accept, **kw)
+        idata, run = cache["run"]
+        idata = idata.copy()
+        if len(accepts) == 1:  # the first attempt: one divergence
+            idata.sample_stats["diverging"][0, 0] = True
+        return idata, run
+
+    monkeypatch.setattr(fit_module, "sample", diverging_once)
+    kw = {"draws": 40, "tune": 150, "chains": 2, "ess_target": None, "progress": False,
+          "discrepancy": False}
+    post = fit_module.fit(grid, **kw)
+    assert accepts == [0.85, 0.95]
+    assert post.meta["settings"]["target_accept"] == 0.95
+    assert post.meta["settings"]["escalated_from"] == 0.85
+    assert post.diagnostics["divergences"] == 0
+    assert "1 divergence(s) at target acceptance 0.85" in capsys.readouterr().err
+    # an acceptance the user chose is theirs: no second attempt
+    accepts.clear()
+    monkeypatch.setattr(fit_module, "compile_model", lambda *a, **k: None)
+    post = fit_module.fit(grid, target_accept=0.85, **kw)
+    assert accepts == [0.85] and post.meta["settings"]["escalated_from"] is None
+    assert post.diagnostics["divergences"] == 1
