@@ -23,7 +23,7 @@ from .cli_answer import (
 from .cli_grid import _add_grid, _add_import
 from .cli_suggest import _add_suggest
 from .errors import UserError
-from .sampler import SMALL_GRID, TARGET_ACCEPT, TUNE, Target
+from .sampler import ESCALATED_ACCEPT, SMALL_GRID, TARGET_ACCEPT, TUNE, Target
 
 DESCRIPTION = """\
 Pruning scaling laws as a Bayesian, predictive instrument.
@@ -257,8 +257,9 @@ def _add_fit(sub) -> None:
                    help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
                         f"{SMALL_GRID} points)")
     p.add_argument("--target-accept", type=float, default=None, metavar="P",
-                   help=f"NUTS's target acceptance rate, in (0, 1) (default: {TARGET_ACCEPT}; "
-                        f"0.99 for a grid under {SMALL_GRID} points)")
+                   help=f"NUTS's target acceptance rate, in (0, 1) (default: {TARGET_ACCEPT}, "
+                        f"and {ESCALATED_ACCEPT} again if the chains diverge at it; 0.99 for a "
+                        f"grid under {SMALL_GRID} points)")
     p.add_argument("--ess-target", type=float, default=Target.ess, metavar="ESS",
                    help="stop drawing once every variable's bulk and tail ESS reach ESS and "
                         "R-hat is <= 1.01, checked every 50 draws (nutpie; 0: exactly --draws; "
