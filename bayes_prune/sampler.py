@@ -198,8 +198,9 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     if target is None:
         return run, {"draws": max_draws, "stopped": "max_draws"}
     # checked at whole blocks of draws, in order: where it stops depends on the draws only,
-    # never on when a check ran, so a seed gives the same posterior
-    block, checked = target.block, max(target.min_draws // target.block, 1) - 1
+    # never on when a check ran, so a seed gives the same posterior. Blocks the checks had not
+    # reached when the chains finished are checked on the final trace.
+    checked = max(target.min_draws // target.block, 1) - 1
     while not _finished(run):
         time.sleep(_CHECK_EVERY)
         try:
@@ -208,14 +209,27 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
                 so_far = _truncate(run.inspect())
         except Exception:  # a trace caught between two batches: look again next time
             continue
-        for k in range(checked + 1, so_far.posterior.sizes.get("draw", 0) // block + 1):
-            checked = k
-            if _meets(so_far.isel(draw=slice(0, k * block)), target):
-                idata = run.abort()
-                return idata.isel(draw=slice(0, k * block)), {"draws": k * block,
-                                                              "stopped": "target"}
+        checked, k = _first_block_meeting(so_far, checked, target)
+        if k:
+            return run.abort().isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
     idata = _truncate(run.wait())
+    _, k = _first_block_meeting(idata, checked, target)
+    if k:
+        return idata.isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
     return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "max_draws"}
+
+
+def _first_block_meeting(idata, checked: int, target: Target) -> tuple[int, int]:
+    """Check the blocks after block ``checked`` that ``idata`` holds whole, in order. Returns
+    the last block checked and the draws up to the first block that meets ``target`` (0 if
+    none does)."""
+    for k in range(checked + 1, idata.posterior.sizes.get("draw", 0) // target.block + 1):
+        checked = k
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if _meets(idata.isel(draw=slice(0, k * target.block)), target):
+                return checked, k * target.block
+    return checked, 0
 
 
 def _finished(run) -> bool:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bayes_prune.errors import UserError
-from bayes_prune.sampler import Target, _truncate, backend_of, precision_of
+from bayes_prune.sampler import Target, _meets, _truncate, backend_of, precision_of, sample
 
 
 def test_backend_and_precision_resolve_and_refuse_with_the_allowed_values():
@@ -38,6 +38,29 @@ def test_chains_are_cut_to_the_shortest_finished_one():
     x[2, 9:] = np.nan
     out = _truncate(az.from_dict(posterior={"a": x}))
     assert out.posterior.sizes["draw"] == 7 and np.isfinite(out.posterior["a"]).all()
+
+
+def test_chains_that_finish_before_a_check_stop_at_the_same_block_as_if_checked(monkeypatch):
+    """Where sampling stops must not depend on when the checks ran: chains that finished
+    before any check are cut at the first block that meets the target, as a check would."""
+    import nutpie
+
+    x = np.random.default_rng(5).normal(size=(4, 300, 3))
+    trace = az.from_dict(posterior={"a": x})
+
+    class Finished:  # nutpie's background run, done before the first look at it
+        is_finished = True
+
+        def wait(self):
+            return trace
+
+    monkeypatch.setattr(nutpie, "sample", lambda *a, **k: Finished())
+    target = Target(ess=100.0, min_draws=50, block=50)
+    idata, info = sample(None, tune=0, max_draws=300, chains=4, seed=0, target=target,
+                         progress=False, low_rank=False, target_accept=0.8)
+    first = next(k for k in range(50, 301, 50) if _meets(trace.isel(draw=slice(0, k)), target))
+    assert first < 300 and info == {"draws": first, "stopped": "target"}
+    assert idata.posterior.sizes["draw"] == first
 
 
 @pytest.mark.slow
