@@ -25,7 +25,10 @@ def test_every_external_grid_fits_with_finite_predictions(path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no numpy warning reaches a user
         warnings.filterwarnings("ignore", message="SAMPLER DIAGNOSTICS FAILED")
-        post = fit(grid, draws=150, tune=200, chains=2, progress=False, source=path.name)
+        # quick settings (finite predictions, not a converged posterior): at the small-grid
+        # default 0.99 the trees of these grids run 2-3x longer
+        post = fit(grid, draws=150, tune=200, chains=2, progress=False, source=path.name,
+                   target_accept=0.9)
         draws = post.predict_draws(grid, band="prediction")
     assert np.isfinite(draws).all() and (draws > 0).all()
     assert {"max_rhat", "min_ess_bulk", "divergences", "ok"} <= set(post.diagnostics)
@@ -53,7 +56,8 @@ def test_runs_without_a_dense_point_take_it_from_the_dense_law():
                                read_grid(folder / "vit.holdout.csv")], ignore_index=True))
     lacking = grid.groupby(["depth", "width", "n_train", "seed"])["round"].min() > 0
     assert lacking.any()  # the upstream data has sizes that were never trained dense
-    post = fit(grid, draws=100, tune=150, chains=2, progress=False, discrepancy=False)
+    post = fit(grid, draws=100, tune=150, chains=2, progress=False, discrepancy=False,
+               target_accept=0.9)
     keys = lacking[lacking].index.to_frame(index=False).drop(columns="seed")
     rows = keys.assign(arch="vit", task="jft4b", density=1.0)
     band = post.summary(rows)[["lower", "median", "upper"]].to_numpy()

@@ -199,7 +199,7 @@ def test_law_variants_fit_with_loo_and_answer_queries(tmp_path):
     assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "100",
                  "--tune", "200", "--chains", "2", "--seed", "1", "--p-depends-on-n",
                  "--gamma-depends-on-n", "--curved", "--loo", "--no-discrepancy",
-                 "--quiet"]) == 0
+                 "--target-accept", "0.95", "--quiet"]) == 0
     import arviz as az
 
     post = Posterior.load(tmp_path / "p.nc")

@@ -148,8 +148,9 @@ def test_linear_gaussian_ranks_like_importance_weighting():
     key = ["depth", "width", "n_train", "seed"]
     runs = grid.groupby(key, as_index=False)["params_total"].first()
     small = runs[(runs["depth"] == 1) & (runs["width"] <= 32)]
+    # 0.95: at the default 0.85 this corner diverges and is sampled twice (sampler.TUNE)
     post = fit(grid.merge(small[key], on=key), draws=300, tune=300, chains=2,
-               ess_target=None, progress=False)
+               ess_target=None, progress=False, target_accept=0.95)
     rest = runs.merge(small[key], on=key, how="left", indicator=True)
     rest = rest[(rest["_merge"] == "left_only") & (rest["seed"] == 0)].iloc[::2]
     cands = rest[key].assign(arch="mlp", task="mnist1d", rounds=40, steps=1000,
