@@ -78,10 +78,9 @@ def _add_grid(sub) -> None:
 
 
 def _run_grid_run(args) -> None:
-    from .imp import run_grid
     from .spec import load_spec
 
-    spec = load_spec(args.spec)  # every check before the store is touched
+    spec = load_spec(args.spec)  # every check before the store is touched, and before torch
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.executor == "ray":
@@ -94,6 +93,8 @@ def _run_grid_run(args) -> None:
                                 gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
                                 data_dir=args.data_dir)
     else:
+        from .imp import run_grid
+
         failures = run_grid(spec.runs(), args.store, args.device, args.workers, args.data_dir,
                             batch=not args.no_batch)
     for cfg, err in failures:
