@@ -399,12 +399,20 @@ def _add_variants(p) -> None:
                    help="correlate the residuals of a run's successive rounds (AR(1) per "
                         "group): a trajectory then counts for fewer independent points, and "
                         "the coefficients' bands widen accordingly")
+    p.add_argument("--runs-mode", choices=("latent", "auto", "measured"), default="latent",
+                   help="each run's dense error: latent (default) samples every run's; auto "
+                        "takes a run's measured dense point (round 0), with its test set's "
+                        "noise, where it has one and samples it where it has none: 2-3x "
+                        "faster on the reference grids, but worse held-out bands for the "
+                        "Fashion-MNIST groups (README, 'Fit speed'); measured refuses a run "
+                        "without a dense point")
 
 
 def _variants(args) -> dict:
     return {**{k: getattr(args, k) and not args.paper_law
                for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
-            "discrepancy": not args.no_discrepancy, "ar1": args.ar1}
+            "discrepancy": not args.no_discrepancy, "ar1": args.ar1,
+            "runs_mode": args.runs_mode}
 
 
 def _add_evaluate(sub) -> None:

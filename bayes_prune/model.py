@@ -21,18 +21,24 @@ Below the groups:
   n_c), tau_g)``;
 - run ``t`` (configuration x seed): its measured dense error (round 0) ``y_t ~ Normal(log
   eps_np_c, sqrt(sigma_seed_g^2 + (1 - e_t) / (n_test e_t)))``: the run's luck plus the
-  binomial noise of its test set;
+  binomial noise of its test set (``runs_mode`` ``"auto"`` and ``"measured"``,
+  :func:`measured_runs`). By default (``"latent"``) every run's dense error is a latent
+  ``~ Normal(log eps_np_c, sigma_seed_g)`` instead, informed by its dense point as a point of
+  the trajectory below, and so by the trajectory's first rounds too;
 - pruned point ``i`` of run ``t``: ``log err_i ~ Normal(log law_g(d_i, l, w, e_t),
-  sqrt(sigma_g^2 + (1 - eps_i) / (n_test_i eps_i)))``, the law from the run's *own* measured
-  dense error ``e_t`` (every point of a trajectory shares its run's luck, as the paper's fit
-  has it), with relative noise plus the binomial noise of a finite test set at the predicted
+  sqrt(sigma_g^2 + (1 - eps_i) / (n_test_i eps_i)))``, the law from the run's *own* dense
+  error ``e_t`` (every point of a trajectory shares its run's luck, as the paper's fit has
+  it), with relative noise plus the binomial noise of a finite test set at the predicted
   error ``eps_i`` (or a Student-t with ``nu`` = 4 for ``likelihood="student"``).
 
 The configuration latents enter only through the runs' dense points, all normal, so they are
 integrated out exactly (:func:`_marginal_dense`): the sampler sees the coefficients and the
 noise scales only. A centred latent per configuration made a funnel with ``tau`` wherever the
 configurations sit on the dense law closer than their seeds scatter (synthetic grids do
-exactly that); a per-run latent doubled the sampler's work for no gain in the fit. The
+exactly that). The run latents are 468 of the reference grids' 536 sampled dimensions;
+conditioning the runs on their dense points instead (``runs_mode="auto"``) samples 68 and fits
+2-3x faster, but predicted held-out Fashion-MNIST configurations worse (README, "Fit speed"),
+so it is opt-in. The
 configuration latents' posterior is Gaussian given a draw, and :func:`config_dense_draws`
 draws it after sampling, for queries of trained configurations.
 
@@ -55,8 +61,8 @@ n-term exactly at their prior, and a grid of a single configuration is Eq. 1 for
 with its dense error's level. The dense law's coefficients are carried as logs
 (:class:`~bayes_prune.law.DenseLaw`): ``a`` of a term the grid never varied may be far
 beyond a float's range while ``a n^-alpha`` at the grid is finite. A run without a dense point
-(round 0) has its dense error as a latent like every run, informed by its configuration's
-dense law and its own pruned points. :func:`prior_predictive` checks, per group, that the
+(round 0) has its dense error as a latent, informed by its configuration's dense law and its
+own pruned points. :func:`prior_predictive` checks, per group, that the
 prior's band reaches the measured errors; ``fit`` stores and prints it, with what the data
 identified (:meth:`bayes_prune.posterior.Posterior.identification`).
 """
@@ -78,7 +84,7 @@ from .priors import Priors
 __all__ = ["Priors", "build_model"]
 
 LIKELIHOODS = ("normal", "student")
-RUNS_MODES = ("latent", "measured")
+RUNS_MODES = ("auto", "latent", "measured")
 # The dense law's shares set its curvature, which a grid of 3 dataset sizes barely informs:
 # their posterior stays close to the pooling prior, which correlates the groups, a geometry a
 # diagonal mass matrix follows only slowly (R-hat 1.017 centred). Sampled as theta = mean +
@@ -99,7 +105,9 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
                 curved: bool = False, ar1: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
-    ``"latent"`` samples every run's dense error; ``"measured"`` conditions on it.
+    (:func:`measured_runs`) ``"latent"`` samples every run's dense error; ``"auto"`` conditions
+    every run that has a dense point on it and samples the dense error of the others;
+    ``"measured"`` conditions on it and refuses a run without one.
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
     (:mod:`bayes_prune.coords`). ``ar1`` correlates the residuals of a run's successive
     rounds (:func:`_ar1_loglik`; normal likelihood only)."""
@@ -119,12 +127,13 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
               "point": np.arange(len(pts)),
               "coef_centred": [n for n, w in zip(names, weak, strict=True) if not w],
               "coef_noncentred": [n for n, w in zip(names, weak, strict=True) if w]}
-    if runs_mode == "measured":  # the dense points condition their runs; the rest are fitted
-        use = np.flatnonzero(pts["round"].to_numpy() != 0)
-    else:
-        use = np.arange(len(pts))
+    measured = measured_runs(lay, runs_mode)
+    # a measured run's dense point conditions it; every other point is fitted
+    use = np.flatnonzero((pts["round"].to_numpy() != 0)
+                         | ~measured[pts["run_idx"].to_numpy()])
     coords["point"] = use
-    y, n_dense = run_dense_points(lay, require=runs_mode == "measured")
+    coords["run_latent"] = np.flatnonzero(~measured)
+    y, n_dense = run_dense_points(lay)
     with pm.Model(coords=coords) as model:
         mean_k = np.array([priors.mu["mean"][n] for n in names])
         cov = pooling_cov(g["arch"], g["task"], *(np.array(v) for v in priors.scales(names)))
@@ -146,17 +155,20 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         # configurations (integrated out) and their runs' measured dense errors
         rg = runs["group_idx"].to_numpy()
         law_c, tau_c = _dense_law_c(lay, theta, names), tau[cfg["group_idx"].to_numpy()]
-        if runs_mode == "measured":
-            e = np.exp(y)
-            pm.Potential("dense_points", _marginal_dense(
-                y, law_c, runs["config_idx"].to_numpy(), len(cfg),
-                sigma_seed[rg] ** 2 + binomial_log_var(e, n_dense), tau_c))
+        # a measured run's dense error is its dense point (whose binomial noise joins the
+        # seed spread); another run's is a latent; its configuration's latent integrated out
+        noise = np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
+                                                    np.where(measured, n_dense, 1.0)), 0.0)
+        if measured.all():
             log_np_t = y
-        else:  # each run's own dense error; its configuration's latent integrated out
-            log_np_t = pm.Flat("log_eps_np_run", dims="run", initval=run_start(lay, y))
-            pm.Potential("run_prior", _marginal_dense(
-                log_np_t, law_c, runs["config_idx"].to_numpy(), len(cfg),
-                sigma_seed[rg] ** 2, tau_c))
+        else:
+            free = pm.Flat("log_eps_np_run", dims="run_latent",
+                           initval=run_start(lay, y)[~measured])
+            log_np_t = free if not measured.any() else pt.set_subtensor(
+                pt.as_tensor(np.where(measured, y, 0.0))[np.flatnonzero(~measured)], free)
+        pm.Potential("run_prior" if not measured.all() else "dense_points", _marginal_dense(
+            log_np_t, law_c, runs["config_idx"].to_numpy(), len(cfg),
+            sigma_seed[rg] ** 2 + noise, tau_c))
         # points: the law depends on a point only through its density and its run's dense
         # error, so its coefficients are evaluated once per configuration, then stacked per
         # run and gathered once per point (the gradient scatters one (points, 6) array instead
@@ -188,6 +200,19 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         else:
             pm.StudentT("log_err", nu=4.0, mu=mean, sigma=sd, observed=obs, dims="point")
     return model
+
+
+def measured_runs(lay: Layout, runs_mode: str = "latent") -> np.ndarray:
+    """Per run (``lay.runs`` order): whether the model conditions its dense error on its
+    measured dense point (``True``) or samples it as a latent (``False``). ``auto``: every
+    run that has a dense point is conditioned on it (on the reference grids 68 sampled
+    dimensions instead of 536, a 2-3x faster fit, but worse bands for held-out Fashion-MNIST
+    configurations: README, "Fit speed"); ``latent`` (``fit``'s default): none; ``measured``:
+    all, refusing a run without a dense point."""
+    if runs_mode not in RUNS_MODES:
+        raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
+    y, _ = run_dense_points(lay, require=runs_mode == "measured")
+    return np.isfinite(y) if runs_mode != "latent" else np.zeros(len(y), dtype=bool)
 
 
 def run_dense_points(lay: Layout, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -292,20 +317,24 @@ def _marginal_dense(y, law_c, run_config, n_configs, var_t, tau_c):
 
 
 def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
-                       run_draws=None) -> np.ndarray:
+                       run_draws=None, measured=None) -> np.ndarray:
     """Posterior draws ``(draws, configs)`` of every configuration's latent log dense error,
     given the draws of ``theta`` ``(draws, groups, coefs)``, ``sigma_seed`` and ``tau``
     ``(draws, groups)``: per draw the normal conditional (prior from the dense law, data from
-    the configuration's runs: their latent dense errors ``run_draws`` ``(draws, runs)``, or
-    without them their measured dense points)."""
-    y, n_dense = run_dense_points(lay, require=run_draws is None)
+    the configuration's runs: the measured dense points of the runs in ``measured``
+    (:func:`measured_runs`), the latent dense errors ``run_draws`` ``(draws, latent runs)`` of
+    the others). ``measured`` defaults to every run without ``run_draws``, none with them."""
     runs, cfg = lay.runs, lay.configs
+    if measured is None:
+        measured = np.full(len(runs), run_draws is None)
+    y, n_dense = run_dense_points(lay, require=bool(measured.all()))
     var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
-    if run_draws is None:
-        e = np.exp(y)
-        var_t = var_t + binomial_log_var(e, n_dense)
-    else:
-        y = run_draws
+    var_t = var_t + np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
+                                                        np.where(measured, n_dense, 1.0)), 0.0)
+    if not measured.all():
+        full = np.broadcast_to(np.where(measured, y, 0.0), var_t.shape).copy()
+        full[:, ~measured] = run_draws
+        y = full
     m = np.zeros((len(cfg), len(runs)))
     m[runs["config_idx"].to_numpy(), np.arange(len(runs))] = 1.0
     prec = 1 / tau[:, cfg["group_idx"].to_numpy()] ** 2

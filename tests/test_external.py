@@ -56,8 +56,11 @@ def test_runs_without_a_dense_point_take_it_from_the_dense_law():
                                read_grid(folder / "vit.holdout.csv")], ignore_index=True))
     lacking = grid.groupby(["depth", "width", "n_train", "seed"])["round"].min() > 0
     assert lacking.any()  # the upstream data has sizes that were never trained dense
+    # runs_mode auto: the runs with a dense point are conditioned on it, and only those
+    # without one are sampled (the default samples every run's: every other test's fits)
     post = fit(grid, draws=100, tune=150, chains=2, progress=False, discrepancy=False,
-               target_accept=0.9)
+               target_accept=0.9, runs_mode="auto")
+    assert post.idata.posterior["log_eps_np_run"].shape[-1] == int(lacking.sum())
     keys = lacking[lacking].index.to_frame(index=False).drop(columns="seed")
     rows = keys.assign(arch="vit", task="jft4b", density=1.0)
     band = post.summary(rows)[["lower", "median", "upper"]].to_numpy()

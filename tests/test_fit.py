@@ -292,3 +292,25 @@ def test_a_default_fit_that_diverges_samples_again_at_a_higher_acceptance(monkey
     post = fit_module.fit(grid, target_accept=0.85, **kw)
     assert accepts == [0.85] and post.meta["settings"]["escalated_from"] is None
     assert post.diagnostics["divergences"] == 1
+
+
+def test_runs_are_conditioned_on_their_dense_point_where_they_have_one():
+    from bayes_prune.coords import layout
+    from bayes_prune.model import build_model, measured_runs
+
+    grid = _grid()
+    lay = layout(grid)
+    assert measured_runs(lay, "auto").all()
+    assert "log_eps_np_run" not in build_model(lay, runs_mode="auto").named_vars
+    latent = build_model(lay)["log_eps_np_run"]  # the default
+    assert latent.shape.eval()[0] == len(lay.runs)  # every run's dense error sampled
+    # runs without a dense point (round 0): their dense errors, and only theirs, are sampled
+    drop = (grid["seed"] == 1) & (grid["depth"] == 2)
+    lacking = len(grid[drop].drop_duplicates(["arch", "task", "depth", "width", "n_train"]))
+    lay = layout(grid[~(drop & (grid["round"] == 0))])
+    assert (~measured_runs(lay, "auto")).sum() == lacking
+    assert build_model(lay, runs_mode="auto")["log_eps_np_run"].shape.eval()[0] == lacking
+    with pytest.raises(UserError, match="runs_mode 'measured'"):
+        measured_runs(lay, "measured")
+    with pytest.raises(UserError, match="unknown runs mode"):
+        measured_runs(lay, "sampled")
