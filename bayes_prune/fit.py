@@ -200,7 +200,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         "archs": lay.archs, "tasks": lay.tasks, "centres": lay.centres.__dict__,
         "groups": lay.groups.to_dict(orient="list"),
         "configs": lay.configs.to_dict(orient="list"),
-        "discrepancy": extrapolation_discrepancy(grid) if discrepancy else None,
+        "discrepancy": extrapolation_discrepancy(grid, progress=progress) if discrepancy
+        else None,
         "prior_predictive": prior_predictive(lay, priors, seed=seed),
     }
     keep.posterior.attrs["bayes_prune"] = json.dumps(meta, default=_jsonable)
