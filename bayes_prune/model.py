@@ -157,8 +157,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         law_c, tau_c = _dense_law_c(lay, theta, names), tau[cfg["group_idx"].to_numpy()]
         # a measured run's dense error is its dense point (whose binomial noise joins the
         # seed spread); another run's is a latent; its configuration's latent integrated out
-        noise = np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
-                                                    np.where(measured, n_dense, 1.0)), 0.0)
+        noise = _dense_point_var(y, n_dense, measured)
         if measured.all():
             log_np_t = y
         else:
@@ -213,6 +212,13 @@ def measured_runs(lay: Layout, runs_mode: str = "latent") -> np.ndarray:
         raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
     y, _ = run_dense_points(lay, require=runs_mode == "measured")
     return np.isfinite(y) if runs_mode != "latent" else np.zeros(len(y), dtype=bool)
+
+
+def _dense_point_var(y: np.ndarray, n_dense: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Per run: the binomial variance of its measured log dense error ``y`` (test set of
+    ``n_dense``) where ``measured``, else 0 (a run whose dense error is a latent)."""
+    return np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
+                                               np.where(measured, n_dense, 1.0)), 0.0)
 
 
 def run_dense_points(lay: Layout, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -329,8 +335,7 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
         measured = np.full(len(runs), run_draws is None)
     y, n_dense = run_dense_points(lay, require=bool(measured.all()))
     var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
-    var_t = var_t + np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
-                                                        np.where(measured, n_dense, 1.0)), 0.0)
+    var_t = var_t + _dense_point_var(y, n_dense, measured)
     if not measured.all():
         full = np.broadcast_to(np.where(measured, y, 0.0), var_t.shape).copy()
         full[:, ~measured] = run_draws
