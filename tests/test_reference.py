@@ -195,6 +195,29 @@ def test_the_fused_kernel_draws_what_numpy_draws(post, band, monkeypatch):
     np.testing.assert_allclose(np.log(fused), np.log(plain), atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_a_draw_that_is_not_finite_is_refused_by_name_on_either_path(post, fused, monkeypatch):
+    """A posterior draw whose law is not finite (here one draw's gamma) is a one-line error
+    naming the group and a row, never a NaN band, whether numpy or the fused kernel (which
+    checks its output in the same pass) computed it."""
+    from bayes_prune import kernels
+    from bayes_prune.posterior import Posterior
+
+    if fused == "1":
+        pytest.importorskip("jax")
+        monkeypatch.setattr(kernels, "MIN_ELEMENTS", 1)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", fused)
+    theta = post.draws["theta"].copy()
+    theta[7, :, post.coefs.index("log_gamma")] = np.nan
+    bad = Posterior({**post.draws, "theta": theta}, post.meta)
+    rows = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": [2, 4], "width": [64, 300],
+                         "n_train": [4000, 6000], "density": [0.5, 0.01]})
+    with pytest.raises(UserError, match=r"mlp/mnist1d: the posterior's error is not finite in "
+                                        r"\d+ draw\(s\) at depth="):
+        bad.summary(rows)
+    assert np.isfinite(post.summary(rows)[["lower", "upper"]].to_numpy()).all()
+
+
 def test_the_fused_path_is_taken_when_it_pays(monkeypatch):
     """``auto`` imports JAX only for a query that pays for the import; ``1`` and ``0`` force;
     anything else is refused."""
