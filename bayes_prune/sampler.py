@@ -126,32 +126,18 @@ def compile_model(model, backend: str, precision: str = "auto", device: str = "c
     import nutpie
 
     precision = precision_of(backend, precision)
-    init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
-    # nutpie adds U(-1, 1) to every variable's start on the unconstrained scale. A variable
-    # with a start of its own (the run latents: their measured dense errors) keeps it as it is.
-    # A factor of up to e on 468 dense errors, each pinned by a trajectory, costs 220,000 of
-    # log density at the start. With it, one chain of the leave-configs-out --seed 1 fit sat at
-    # -42,000 (the others at +16,000), its step size at 1e-5 and 1,023 steps per draw, still
-    # in warmup after 26 minutes; without it the fit took 102 s. The coefficients are still
-    # jittered, so that the chains start apart.
     if backend == "numba":
-        return nutpie.compile_pymc_model(
-            model, jitter_rvs={rv for rv in model.free_RVs if rv.name not in init})
+        return nutpie.compile_pymc_model(model)
     _jax_setup(device)
-    from pymc.model.transform.optimization import freeze_dims_and_data
-
-    # the JAX path freezes a copy of the model, which must have no starts of its own (they go
-    # in as initial points), and jitter_rvs must name the copy's variables
+    init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
     for rv in model.free_RVs:
         model.set_initval(rv, None)
     try:
-        frozen = freeze_dims_and_data(model)
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax",
+                                             initial_points=init)
     finally:
         for name, value in init.items():
             model.set_initval(model[name], value)
-    compiled = nutpie.compile_pymc_model(
-        frozen, backend="jax", gradient_backend="jax", initial_points=init, freeze_model=False,
-        jitter_rvs={rv for rv in frozen.free_RVs if rv.name not in init})
     return _float32(compiled) if precision == "float32" else compiled
 
 

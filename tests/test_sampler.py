@@ -79,27 +79,3 @@ def test_fit_stops_at_the_ess_target_on_a_block_and_is_reproducible():
     assert s["stopped"] == "target" and s["draws"] % Target().block == 0
     assert s["draws"] < 1000 and runs[0].diagnostics["min_ess_bulk"] >= 100
     np.testing.assert_array_equal(runs[0].draws["theta"], runs[1].draws["theta"])
-
-
-def test_the_run_latents_start_at_their_measured_dense_errors_in_every_chain():
-    """nutpie jitters every start by U(-1, 1); the run latents, which start at their measured
-    dense errors, are not jittered: jittered by up to a factor e, one chain of the
-    leave-configs-out --seed 1 fit started at a log density of -42,000 (the others at
-    +16,000) and spent 26 minutes in warmup. The coefficients are still jittered."""
-    pytest.importorskip("jax")
-    from bayes_prune.coords import layout
-    from bayes_prune.model import build_model
-    from bayes_prune.sampler import compile_model
-    from bayes_prune.synthetic import default_truths, simulate_grid
-
-    truths = dict(list(default_truths().items())[:1])
-    grid = simulate_grid(truths, depths=(2, 4), widths=(16, 64), n_trains=(1000,),
-                         seeds=(0, 1), rounds=6, prune_fraction=0.6, rel_noise=0.03,
-                         n_test=2000, rng=3)
-    model = build_model(layout(grid))
-    start = model.rvs_to_initial_values[model["log_eps_np_run"]]
-    compiled = compile_model(model, "jax")
-    a, b = (compiled._make_initial_points(seed) for seed in (1, 2))
-    same = a == b
-    assert same.sum() == len(start) and np.isin(start, a[same]).all()
-    assert (~same).sum() > 5  # the coefficients: jittered, differently per seed
