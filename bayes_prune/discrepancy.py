@@ -105,17 +105,12 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
             values = np.unique(rows[axis].to_numpy(float))
             # at least two values, and half of them, fitted: a law fitted on a sliver of the
             # grid misses by its coefficients' uncertainty, which the posterior has already
-            for cut in values[max(2, (len(values) + 1) // 2) - 1:-1]:
-                small, large = rows[rows[axis] <= cut], rows[rows[axis] > cut]
-                if len(small[CONFIG_KEY].drop_duplicates()) < MIN_CONFIGS:
+            for cut in split_cuts(values):
+                misses = split_misses(rows, axis, cut)
+                if misses is None:
                     continue
-                try:
-                    joint, dense = lsq.fit_joint_and_dense(small)
-                except (ValueError, FloatingPointError):
-                    continue
-                h_in, v_in, _ = _config_misses(small, joint, dense)
-                h, v, first = _config_misses(large, joint, dense)
-                d2 = np.log(large[axis].to_numpy(float)[first] / cut) ** 2
+                h_in, v_in, h, v, d = misses
+                d2 = d ** 2
                 sums += [np.sum(h**2) - len(h) * np.mean(h_in**2),
                          np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d2)]
                 info["configurations"] += len(h)
@@ -129,6 +124,30 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
         out["/".join(key)] = info
     bar.close()
     return _pool(out, POOL_WEIGHT if pool_weight is None else pool_weight)
+
+
+def split_cuts(values: np.ndarray) -> np.ndarray:
+    """The cuts of an axis' sorted unique ``values`` that keep at least two and half of them,
+    and not all, on the fitted side."""
+    return values[max(2, (len(values) + 1) // 2) - 1:-1]
+
+
+def split_misses(rows: pd.DataFrame, axis: str, cut: float):
+    """One nested split of a group's ``rows``: least squares on the configurations with
+    ``axis`` up to ``cut``, and the misses ``(h_in, v_in, h, v, d)`` of the fitted
+    configurations and of those beyond (see :func:`extrapolation_discrepancy`), ``d`` the
+    latter's log excess over the cut. ``None`` if too few configurations are fitted or least
+    squares fails."""
+    small, large = rows[rows[axis] <= cut], rows[rows[axis] > cut]
+    if len(small[CONFIG_KEY].drop_duplicates()) < MIN_CONFIGS:
+        return None
+    try:
+        joint, dense = lsq.fit_joint_and_dense(small)
+    except (ValueError, FloatingPointError):
+        return None
+    h_in, v_in, _ = _config_misses(small, joint, dense)
+    h, v, first = _config_misses(large, joint, dense)
+    return h_in, v_in, h, v, np.log(large[axis].to_numpy(float)[first] / cut)
 
 
 def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_prune import evaluate, lsq
+from bayes_prune import evaluate
 from bayes_prune import posterior as P
-from bayes_prune.discrepancy import MIN_CONFIGS, _config_misses
-from bayes_prune.grid import CONFIG_KEY, GROUP_KEY, SIZE_AXES, read_grids
+from bayes_prune.discrepancy import split_cuts, split_misses
+from bayes_prune.grid import GROUP_KEY, SIZE_AXES, read_grids
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 GROUPS = {"mnist1d_mlp": "mlp/mnist1d", "fashion_mlp": "mlp/fashion-mnist",
@@ -52,21 +52,11 @@ def top_slopes(grid: pd.DataFrame) -> dict[str, dict[str, float]]:
     for key, rows in grid.groupby(GROUP_KEY, sort=True):
         res = {}
         for axis in SIZE_AXES:
-            values = np.unique(rows[axis].to_numpy(float))
-            cuts = values[max(2, (len(values) + 1) // 2) - 1:-1]
-            if not len(cuts):
-                continue
-            small, large = rows[rows[axis] <= cuts[-1]], rows[rows[axis] > cuts[-1]]
-            if len(small[CONFIG_KEY].drop_duplicates()) < MIN_CONFIGS:
-                continue
-            try:
-                joint, dense = lsq.fit_joint_and_dense(small)
-            except (ValueError, FloatingPointError):
-                continue
-            h_in, _, _ = _config_misses(small, joint, dense)
-            h, _, first = _config_misses(large, joint, dense)
-            d = np.log(large[axis].to_numpy(float)[first] / cuts[-1])
-            res[axis] = float(np.sum((h - h_in.mean()) * d) / np.sum(d * d))
+            cuts = split_cuts(np.unique(rows[axis].to_numpy(float)))
+            misses = split_misses(rows, axis, cuts[-1]) if len(cuts) else None
+            if misses is not None:
+                h_in, _, h, _, d = misses
+                res[axis] = float(np.sum((h - h_in.mean()) * d) / np.sum(d * d))
         out["/".join(key)] = res
     return out
 
