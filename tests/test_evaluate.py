@@ -135,6 +135,31 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
         assert {k: v[k] for k in REFERENCE_RATES} == REFERENCE_RATES
 
 
+def test_a_drift_at_the_top_of_the_grid_sets_the_rate_there():
+    # The law holds up to width 64 and the widest networks prune better (log m* shifted by
+    # +0.5 at width 128): averaged over both width cuts (32 and 64) the miss is diluted by the
+    # configurations that followed the law; the top cut (64 -> 128, d = log 2) sees it whole.
+    from bayes_prune.law import PruneLaw
+    from bayes_prune.synthetic import Truth
+
+    base = default_truths()[("syn-a", "syn-x")]
+    frames = []
+    for width in (8, 16, 32, 64, 128):
+        shift = 0.5 if width == 128 else 0.0
+        law = base.law.__dict__ | {"p_prime": base.law.p_prime * np.exp(-shift)}
+        frames.append(simulate_grid({("syn-a", "syn-x"): Truth(PruneLaw(**law), base.dense)},
+                                    depths=(2, 3, 4), widths=(width,), n_trains=(1000, 4000),
+                                    seeds=(0, 1), rel_noise=0.03, rng=width))
+    info = evaluate.extrapolation_discrepancy(pd.concat(frames, ignore_index=True))
+    info = info["syn-a/syn-x"]
+    top = info["top"]["sd_invariant"]["width"]
+    assert 0.5 < top < 1.0  # about 0.5 / log 2
+    assert info["own"]["sd_invariant"]["width"] == top
+    # the same grid without the kink: the top cut measures nothing beyond the noise
+    flat = evaluate.extrapolation_discrepancy(_bending_grid(0.0))["syn-a/syn-x"]
+    assert flat["top"]["sd_invariant"]["width"] < 0.1
+
+
 def test_interior_configurations_are_held_out_between_trained_ones():
     grid = simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0,), rel_noise=0.03)

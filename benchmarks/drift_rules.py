@@ -1,0 +1,84 @@
+"""The extrapolation discrepancy's rate rules, scored on the settling and the reported split.
+
+Two splits of the reference grids (experiments/README), four fits each at ``fit``'s defaults,
+seed 0, kept in ``--out`` so that a second run only scores:
+
+- ``top``, the top-corner split where the discrepancy's choices are settled: per group, hold out
+  its fitting grid's configurations at its largest depth or width, leave its extrapolation set
+  out, fit the rest of its grid and every other group's grids;
+- ``lgo``, leave-group-out, what is reported: fit every fitting grid and the other groups'
+  extrapolation sets, predict the group's extrapolation set.
+
+The rates are least squares on the fitting side (:mod:`bayes_prune.discrepancy`), not sampled,
+so each rule re-measures them on the fit's grid and replaces the stored ones; the posterior's
+draws are the same for both. Rules: ``all cuts`` (the rate averaged over every nested cut,
+``top_cut=False``) and ``with top cut`` (the larger of that and the axis' highest cut's rate,
+the default). Prints 90 % / 50 % coverage, lpd and median |delta| per split, group and rule.
+
+Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both]
+(eight fits, about 15-25 minutes on 2 cores the first time; scoring about 3 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from signed_drift import GROUPS, RESULTS, top_corner_splits
+
+from bayes_prune import evaluate
+from bayes_prune import posterior as P
+from bayes_prune.discrepancy import extrapolation_discrepancy
+from bayes_prune.grid import read_grids
+
+RULES = {"all cuts": False, "with top cut": True}
+
+
+def leave_group_out_splits():
+    """``(file stem, fitting set, held-out set)`` per reference group."""
+    fitting = [read_grids([RESULTS / f"{g}.csv"]) for g in GROUPS]
+    extra = {g: read_grids([RESULTS / f"{g}_extrapolation.csv"]) for g in GROUPS}
+    for g in GROUPS:
+        others = [extra[o] for o in GROUPS if o != g]
+        yield g, pd.concat(fitting + others, ignore_index=True), extra[g]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="drift_rule_fits", help="where the eight posteriors go")
+    ap.add_argument("--split", choices=("top", "lgo", "both"), default="both")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    os.makedirs(args.out, exist_ok=True)
+    from bayes_prune.fit import fit
+
+    splits = {"top": top_corner_splits, "lgo": leave_group_out_splits}
+    for split in ("top", "lgo") if args.split == "both" else (args.split,):
+        lpd = dict.fromkeys(RULES, 0.0)
+        for stem, fit_grid, held in splits[split]():
+            group, path = GROUPS[stem], Path(args.out) / f"{split}_{stem}.nc"
+            if not path.exists():
+                post = fit(fit_grid, seed=0, progress=False)
+                post.save(path)
+                print(f"{split} {group}: fit {post.diagnostics}", flush=True)
+            post = P.Posterior.load(path)
+            for rule, top_cut in RULES.items():
+                ruled = copy.copy(post)
+                ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
+                    fit_grid, top_cut=top_cut))
+                s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
+                lpd[rule] += s["lpd"]
+                print(f"{split:3s} {group:18s} {rule:13s} 90 % {100 * s['coverage_90']:5.1f}  "
+                      f"50 % {100 * s['coverage_50']:5.1f}  lpd {s['lpd']:5.2f}  median "
+                      f"|delta| {100 * s['median_abs_delta']:5.1f} %", flush=True)
+        print(f"{split}: lpd summed over the groups " +
+              ", ".join(f"{rule} {v:.2f}" for rule, v in lpd.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
