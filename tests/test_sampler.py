@@ -79,3 +79,38 @@ def test_fit_stops_at_the_ess_target_on_a_block_and_is_reproducible():
     assert s["stopped"] == "target" and s["draws"] % Target().block == 0
     assert s["draws"] < 1000 and runs[0].diagnostics["min_ess_bulk"] >= 100
     np.testing.assert_array_equal(runs[0].draws["theta"], runs[1].draws["theta"])
+
+
+def test_checking_the_last_blocks_failures_first_gives_the_full_checks_answer():
+    """A block's check looks first at the scalars that failed the block before (a shortcut):
+    the first block meeting the target must be the one that ArviZ, every scalar checked, finds."""
+    from bayes_prune.sampler import _first_block_meeting
+
+    rng = np.random.default_rng(3)
+    fast = rng.normal(size=(4, 600, 20))
+    slow = rng.normal(size=(4, 600, 2))  # AR(1), rho 0.8: ESS about a ninth of the draws
+    for t in range(1, 600):
+        slow[:, t] += 0.8 * slow[:, t - 1]
+    trace = az.from_dict(posterior={"a": fast, "b": slow})
+    found = set()
+    for ess in (50.0, 150.0, 250.0, 5000.0):
+        target = Target(ess=ess, rhat=1.05, min_draws=100, block=50)
+
+        def full(k, target=target, ess=ess):
+            post = trace.posterior.isel(draw=slice(0, k))
+            return (float(az.rhat(post).to_array().max()) <= target.rhat and
+                    all(float(az.ess(post, method=m).to_array().min()) >= ess
+                        for m in ("bulk", "tail")))
+
+        want = next((k for k in range(100, 601, 50) if full(k)), 0)
+        assert _first_block_meeting(trace, 1, target)[:2] == (want // 50 if want else 12, want)
+        # and block by block, as the sampler's looks call it, the failures carried along
+        checked, k, suspects = 1, 0, None
+        for n in range(100, 601, 50):
+            checked, k, suspects = _first_block_meeting(trace.isel(draw=slice(0, n)), checked,
+                                                        target, suspects)
+            if k:
+                break
+        assert k == want
+        found.add(want)
+    assert len(found) >= 3  # blocks early, late and never: the shortcut had cases to get wrong
