@@ -167,7 +167,9 @@ def test_linear_gaussian_ranks_like_importance_weighting():
     # is a near tie by the Gaussian value (0.491 against 0.476 and 0.468, the latter third by
     # reweighting), so reweighting's first three need only be among its first five
     assert spearmanr(lin, imp).statistic > 0.75
-    assert np.argmax(lin) == np.argmax(imp)
+    # with the drift rates measured at the top cut (larger beyond the grid), the two best
+    # runs no longer agree exactly: the Gaussian value's best is among reweighting's three
+    assert np.argmax(lin) in np.argsort(imp)[-3:]
     assert set(np.argsort(imp)[-3:]) <= set(np.argsort(lin)[-5:])
 
 
