@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from signed_drift import GROUPS, RESULTS, top_corner_splits
+from signed_drift import GROUPS, RESULTS, fitted, top_corner_splits
 
 from bayes_prune import evaluate
-from bayes_prune import posterior as P
 from bayes_prune.discrepancy import extrapolation_discrepancy
 from bayes_prune.grid import read_grids
 
@@ -55,18 +54,13 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
-    from bayes_prune.fit import fit
 
     splits = {"top": top_corner_splits, "lgo": leave_group_out_splits}
     for split in ("top", "lgo") if args.split == "both" else (args.split,):
         lpd = dict.fromkeys(RULES, 0.0)
         for stem, fit_grid, held in splits[split]():
-            group, path = GROUPS[stem], Path(args.out) / f"{split}_{stem}.nc"
-            if not path.exists():
-                post = fit(fit_grid, seed=0, progress=False)
-                post.save(path)
-                print(f"{split} {group}: fit {post.diagnostics}", flush=True)
-            post = P.Posterior.load(path)
+            group = GROUPS[stem]
+            post = fitted(Path(args.out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
             for rule, top_cut in RULES.items():
                 ruled = copy.copy(post)
                 ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
