@@ -37,11 +37,13 @@ __all__ = [
     "DenseLaw",
     "log_eq1",
     "slope_eq1",
+    "log_eq1_partials",
     "log_invariant",
     "log_error",
     "error",
     "log_dense_error",
     "dense_error",
+    "log_dense_error_partials",
     "binomial_log_var",
 ]
 
@@ -141,6 +143,27 @@ def slope_eq1(log_d, log_eps_np, log_eps_up, gamma, log_p, xp=np):
     return 0.5 * gamma * (xp.tanh(log_d - half_up) - xp.tanh(log_d - log_p))
 
 
+def log_eq1_partials(log_d, log_eps_np, log_eps_up, gamma, log_p) -> dict[str, np.ndarray]:
+    """The partial derivatives of :func:`log_eq1` (numpy), for least squares' Jacobian.
+
+    With ``U = logaddexp(2 log d, 2 log p + 2/gamma (log eps_up - log eps_np))``, ``L =
+    logaddexp(2 log d, 2 log p)`` and ``s_U = exp(2 log d - U)``, ``s_L = exp(2 log d - L)``
+    (the weights of ``2 log d`` in each sum): ``d/d log d = gamma (s_U - s_L)`` (the local
+    slope, :func:`slope_eq1`), ``d/d log p = -gamma (s_U - s_L)``, ``d/d log eps_up = 1 - s_U``,
+    ``d/d gamma = (U - L)/2 - (1 - s_U)(log eps_up - log eps_np)/gamma``. Returns
+    ``{"log_d", "log_p", "log_eps_up", "gamma"}``, each of the inputs' broadcast shape.
+    """
+    lae = _logaddexp(np)
+    two_log_d = 2.0 * np.asarray(log_d, float)
+    ratio = np.subtract(log_eps_up, log_eps_np)
+    upper = lae(two_log_d, 2.0 * log_p + (2.0 / gamma) * ratio)
+    lower = lae(two_log_d, 2.0 * np.asarray(log_p, float))
+    s_up, s_low = np.exp(two_log_d - upper), np.exp(two_log_d - lower)
+    slope = gamma * (s_up - s_low)
+    return {"log_d": slope, "log_p": -slope, "log_eps_up": 1.0 - s_up,
+            "gamma": 0.5 * (upper - lower) - (1.0 - s_up) * ratio / gamma}
+
+
 def log_invariant(density, depth, width, phi, psi, xp=np):
     """``log m* = log d + phi log l + psi log w`` (the joint law's single variable)."""
     return xp.log(density) + phi * xp.log(depth) + psi * xp.log(width)
@@ -165,6 +188,29 @@ def log_dense_error(params, n_train, dense: DenseLaw, eps0, xp=np):
     log_tilde = lae(lae(dense.log_a - dense.alpha * xp.log(n_train),
                         dense.log_b - dense.beta * xp.log(params)), dense.log_c_inf)
     return xp.log(eps0) + log_tilde - 0.5 * lae(2.0 * log_tilde, 2.0 * xp.log(dense.eta))
+
+
+def log_dense_error_partials(params, n_train, dense: DenseLaw) -> dict[str, np.ndarray]:
+    """The partial derivatives of :func:`log_dense_error` (numpy), for least squares' Jacobian.
+
+    With ``T = log eps_tilde`` and the shares ``w_a = a n^-alpha / eps_tilde``, ``w_b = b
+    m^-beta / eps_tilde``, ``w_c = c_inf / eps_tilde`` of its terms, and ``w_eta = eta^2 /
+    (eps_tilde^2 + eta^2)``: ``d/dT = w_eta``, so ``d/d log a = w_eta w_a``, ``d/d alpha =
+    -w_eta w_a log n``, the same for ``b, beta`` with ``log m``, ``d/d log c_inf = w_eta w_c``,
+    ``d/d log eta = -w_eta``. Returns ``{"log_a", "alpha", "log_b", "beta", "log_c_inf",
+    "log_eta"}``.
+    """
+    lae = _logaddexp(np)
+    log_n, log_m = np.log(n_train), np.log(params)
+    term_a, term_b = dense.log_a - dense.alpha * log_n, dense.log_b - dense.beta * log_m
+    log_tilde = lae(lae(term_a, term_b), np.full_like(term_a, dense.log_c_inf))
+    two_log_eta = np.full_like(log_tilde, 2.0 * np.log(dense.eta))
+    log_norm = 0.5 * lae(2.0 * log_tilde, two_log_eta)
+    w_eta = np.exp(two_log_eta - 2.0 * log_norm)
+    w_a, w_b = w_eta * np.exp(term_a - log_tilde), w_eta * np.exp(term_b - log_tilde)
+    return {"log_a": w_a, "alpha": -w_a * log_n,
+            "log_b": w_b, "beta": -w_b * log_m,
+            "log_c_inf": w_eta * np.exp(dense.log_c_inf - log_tilde), "log_eta": -w_eta}
 
 
 def binomial_log_var(eps, n_test):

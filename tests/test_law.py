@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from bayes_prune.law import DenseLaw, PruneLaw, dense_error, error, log_eq1, log_error, slope_eq1
+from bayes_prune.law import (
+    DenseLaw,
+    PruneLaw,
+    dense_error,
+    error,
+    log_dense_error,
+    log_dense_error_partials,
+    log_eq1,
+    log_eq1_partials,
+    log_error,
+    slope_eq1,
+)
 
 
 def test_eq1_hand_computed():
@@ -122,3 +133,41 @@ def test_slope_of_eq1_is_its_derivative_zero_on_the_plateaus_and_minus_gamma_bet
     assert abs(slope_eq1(x[0], *args)) < 1e-4 and abs(slope_eq1(x[-1], *args)) < 1e-4
     # eps_up / eps_np = 9,000: a power law long enough to reach its slope -gamma
     assert slope_eq1(x, *args).min() == pytest.approx(-1.7, rel=0.01)
+
+
+def _central_difference(f, values: dict, name: str, h: float = 1e-6):
+    up, down = dict(values), dict(values)
+    up[name] = values[name] + h
+    down[name] = values[name] - h
+    return (f(**up) - f(**down)) / (2 * h)
+
+
+def test_partials_of_eq1_are_its_derivatives():
+    """The oracle for least squares' analytic Jacobian: central differences of log_eq1, from
+    the high plateau through the power law to the low one, for eps_up on either side."""
+    x = np.linspace(-20.0, 5.0, 201)
+    for log_up in (np.log(0.9), np.log(0.03)):
+        values = {"log_d": x, "log_eps_np": np.log(0.05), "log_eps_up": log_up, "gamma": 1.7,
+                  "log_p": np.log(0.02)}
+        part = log_eq1_partials(**values)
+        for name in ("log_d", "log_p", "log_eps_up", "gamma"):
+            numeric = _central_difference(log_eq1, values, name)
+            np.testing.assert_allclose(part[name], numeric, atol=1e-6, err_msg=name)
+        assert np.all(np.isfinite(list(part.values())))
+
+
+def test_partials_of_the_dense_envelope_are_its_derivatives():
+    params = np.geomspace(1e3, 1e8, 40)
+    n = np.geomspace(100, 60_000, 40)[::-1]
+    theta = {"log_a": 1.2, "alpha": 0.4, "log_b": 0.8, "beta": 0.3, "log_c_inf": -4.0,
+             "log_eta": np.log(0.3)}
+
+    def f(**t):
+        law = DenseLaw(t["log_a"], t["alpha"], t["log_b"], t["beta"], t["log_c_inf"],
+                       np.exp(t["log_eta"]))
+        return log_dense_error(params, n, law, 0.9)
+
+    part = log_dense_error_partials(params, n, DenseLaw(1.2, 0.4, 0.8, 0.3, -4.0, 0.3))
+    for name in theta:
+        np.testing.assert_allclose(part[name], _central_difference(f, theta, name),
+                                   atol=1e-6, err_msg=name)
