@@ -107,7 +107,7 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
     ``pooled`` ``{axis: share of its own}``; an
     axis without a split (too few values or configurations) is listed in ``unmeasured`` and
     takes the population's rate (recorded in ``inherited``). ``progress`` shows a bar over the
-    groups' axes (on the reference grids the splits take about 20 s).
+    groups' axes (on the reference grids the splits take 4-8 s).
     """
     from tqdm.auto import tqdm
 
