@@ -11,8 +11,10 @@ seed 0, kept in ``--out`` so that a second run only scores:
 
 The rates are least squares on the fitting side (:mod:`bayes_prune.discrepancy`), not sampled,
 so each rule re-measures them on the fit's grid and replaces the stored ones; the posterior's
-draws are the same for both. Rules: ``all cuts`` (the rate averaged over every nested cut,
-``top_cut=False``) and ``with top cut`` (the larger of that and the axis' highest cut's rate,
+draws are the same for every rule. Rules: ``all cuts`` (the rate averaged over every nested
+cut, ``top_cut=False``), ``with top cut`` (the larger of that and the axis' highest cut's rate,
+every cut's evidence weighing the group's own rate in the pooling, ``rate_evidence=False``) and
+``rate's evidence`` (the same, the own rate weighing by the evidence of the cuts it came from:
 the default). Prints 90 % / 50 % coverage, lpd and median |delta| per split, group and rule.
 
 Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both]
@@ -35,7 +37,8 @@ from bayes_prune import evaluate
 from bayes_prune.discrepancy import extrapolation_discrepancy
 from bayes_prune.grid import read_grids
 
-RULES = {"all cuts": False, "with top cut": True}
+RULES = {"all cuts": {"top_cut": False}, "with top cut": {"rate_evidence": False},
+         "rate's evidence": {}}
 
 
 def leave_group_out_splits():
@@ -61,13 +64,13 @@ def main() -> None:
         for stem, fit_grid, held in splits[split]():
             group = GROUPS[stem]
             post = fitted(Path(args.out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
-            for rule, top_cut in RULES.items():
+            for rule, kwargs in RULES.items():
                 ruled = copy.copy(post)
                 ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
-                    fit_grid, top_cut=top_cut))
+                    fit_grid, **kwargs))
                 s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
                 lpd[rule] += s["lpd"]
-                print(f"{split:3s} {group:18s} {rule:13s} 90 % {100 * s['coverage_90']:5.1f}  "
+                print(f"{split:3s} {group:18s} {rule:15s} 90 % {100 * s['coverage_90']:5.1f}  "
                       f"50 % {100 * s['coverage_50']:5.1f}  lpd {s['lpd']:5.2f}  median "
                       f"|delta| {100 * s['median_abs_delta']:5.1f} %", flush=True)
         print(f"{split}: lpd summed over the groups " +
