@@ -40,6 +40,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from bayes_prune.sampler import TARGET_ACCEPT
+
 BACKENDS = {"nutpie-numba": ("numba", "float64"), "nutpie-jax64": ("jax", "float64"),
             "nutpie-jax32": ("jax", "float32")}
 
@@ -62,8 +64,10 @@ def nutpie_run(grid, name: str, args) -> dict:
 
     backend, precision = BACKENDS[name]
     t = time.perf_counter()
+    # the default acceptance, fixed: a fit that diverged would otherwise sample twice
     post = fit(grid, draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
-               discrepancy=False, backend=backend, precision=precision, ess_target=None)
+               discrepancy=False, backend=backend, precision=precision, ess_target=None,
+               target_accept=TARGET_ACCEPT)
     return {"wall": time.perf_counter() - t, **post.diagnostics}
 
 
@@ -79,14 +83,15 @@ def pymc_jax_run(grid, name: str, args) -> dict:
 
     t = time.perf_counter()
     lay = layout(grid)
-    model = build_model(lay, Priors().follow(lay))
+    model = build_model(lay, Priors().follow(lay), p_depends_on_n=True,  # fit's defaults
+                        gamma_depends_on_n=True, curved=True)
     init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
     for rv in model.free_RVs:
         model.set_initval(rv, None)
     sampler = sample_numpyro_nuts if name == "numpyro" else sample_blackjax_nuts
     with model:
         idata = sampler(draws=args.draws, tune=args.tune, chains=args.chains,
-                        target_accept=0.95, random_seed=0, initvals=init,
+                        target_accept=TARGET_ACCEPT, random_seed=0, initvals=init,
                         chain_method="parallel", progressbar=False,
                         compute_convergence_checks=False)
     return {"wall": time.perf_counter() - t, **diagnose(idata)}
