@@ -18,14 +18,16 @@ the reference fit at ``fit``'s defaults (``--reference-fit``), and query latency
 configurations x 1,000 draws in process, with the fused kernel and with numpy alone (the
 baseline, and their ratio), the fused path's first query in a fresh process (JAX's import
 and compilations included), and ``bayes-prune query`` (reference posterior, one
-configuration) as a whole process. A last line that scripts can read:
+configuration) as a whole process. ``--compile-cache`` alone: the persistent XLA cache's
+saving, the seconds from a fresh process' model to its first log density with the cache off,
+cold and warm. A last line that scripts can read:
 
     <backend>_s=<wall> ... query_s=<s> query_numpy_s=<s> query_speedup=<x> query_first_s=<s>
     query_process_s=<s>
 
 Usage: python benchmarks/fit_speed.py [--grid reference|synthetic] [--draws 300] [--tune 300]
        [--chains 4] [--backends nutpie-numba,nutpie-jax64,nutpie-jax32] [--pymc-jax]
-       [--repeat 1] [--reference-fit] [--query-only]
+       [--repeat 1] [--reference-fit] [--query-only] [--compile-cache]
 """
 
 from __future__ import annotations
@@ -126,6 +128,40 @@ def query_latency() -> tuple[float, float, float, float]:
     return in_process, numpy_only, float(first.stdout.split()[-1]), time.perf_counter() - t
 
 
+def compile_cache() -> dict[str, float]:
+    """Seconds from a fresh process' model to its first log density + gradient (build, JAX
+    trace, XLA compile, one call), with the persistent XLA cache off, cold (an empty directory)
+    and warm (the same directory again): each in its own process, as a user's refits are."""
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for name, where in (("off", ""), ("cold", cache), ("warm", cache)):
+            run = subprocess.run([sys.executable, __file__, "--first-logp"], capture_output=True,
+                                 text=True, check=True,
+                                 env={**os.environ, "BAYES_PRUNE_JAX_CACHE": where})
+            out[name] = float(run.stdout.split()[-1])
+    return out
+
+
+def _first_logp() -> None:
+    """Print the seconds from the reference grids' layout to the first log density + gradient
+    of ``fit``'s default model through nutpie's JAX backend."""
+    from bayes_prune.coords import layout
+    from bayes_prune.model import build_model
+    from bayes_prune.priors import Priors
+    from bayes_prune.reference import read_grid
+    from bayes_prune.sampler import compile_model
+
+    lay = layout(read_grid())
+    t = time.perf_counter()
+    compiled = compile_model(build_model(lay, Priors().follow(lay), p_depends_on_n=True,
+                                         gamma_depends_on_n=True, curved=True), "jax")
+    logp = compiled._make_logp_func()
+    logp(np.asarray(compiled._make_initial_points(0), float), **compiled._shared_data)
+    print(f"{time.perf_counter() - t:.3f}")
+
+
 def _query_rows() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame({"arch": "mlp", "task": "mnist1d",
@@ -158,10 +194,22 @@ def main() -> None:
     ap.add_argument("--reference-fit", action="store_true",
                     help="also time the reference fit at fit's defaults (ESS target 400)")
     ap.add_argument("--query-only", action="store_true", help="only the query latency")
+    ap.add_argument("--compile-cache", action="store_true",
+                    help="only the persistent XLA cache: first log density off / cold / warm")
     ap.add_argument("--first-query", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first-logp", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.first_query:
         return _first_query()
+    if args.first_logp:
+        return _first_logp()
+    if args.compile_cache:
+        s = compile_cache()
+        print("fresh process, model to first log density + gradient: cache off "
+              f"{s['off']:.2f} s, cold {s['cold']:.2f} s, warm {s['warm']:.2f} s "
+              f"(saves {s['off'] - s['warm']:.2f} s)")
+        print(" ".join(f"compile_{k}_s={v:.2f}" for k, v in s.items()))
+        return None
     if args.pymc_jax:  # one XLA CPU device per core, before JAX is imported
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.chains}")
