@@ -23,7 +23,7 @@ from .cli_answer import (
 from .cli_grid import _add_grid, _add_import
 from .cli_suggest import _add_suggest
 from .errors import UserError
-from .sampler import ESCALATED_ACCEPT, SMALL_GRID, TARGET_ACCEPT, TUNE, Target
+from .sampler import ESCALATED_ACCEPT, MAX_DRAWS, SMALL_GRID, TARGET_ACCEPT, TUNE, Target
 
 DESCRIPTION = """\
 Pruning scaling laws as a Bayesian, predictive instrument.
@@ -123,7 +123,9 @@ def _add_demo(sub) -> None:
                    help="fit along every reference group, not only the demo's own (the "
                         "crossed pooling at work; that fit of 12,600 points takes about 2 "
                         "minutes on 2 cores)")
-    p.add_argument("--draws", type=int, default=1000, help="draws per chain (default: 1000)")
+    p.add_argument("--draws", type=int, default=MAX_DRAWS,
+                   help=f"most draws per chain, as `fit` (default: {MAX_DRAWS}; the chains stop "
+                        "sooner at fit's ESS target)")
     p.add_argument("--tune", type=int, default=TUNE, help=f"tuning steps (default: {TUNE})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="training device (default: auto)")
@@ -252,7 +254,7 @@ def _add_fit(sub) -> None:
                    help="'auto': nutpie when installed, else PyMC's NUTS (default: auto)")
     p.add_argument("--draws", type=int, default=None,
                    help="most draws per chain; the chains stop sooner once --ess-target is "
-                        f"met (default: 1000; 2000 for a grid under {SMALL_GRID} points)")
+                        f"met (default: {MAX_DRAWS})")
     p.add_argument("--tune", type=int, default=None,
                    help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
                         f"{SMALL_GRID} points)")
@@ -437,10 +439,12 @@ def _add_evaluate(sub) -> None:
                         "groups' held-out rows and predict its own (what a new group sees)")
     p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
                    default=["bayes", "lsq", "bootstrap"], help="methods (default: all three)")
-    p.add_argument("--draws", type=int, default=1000,
-                   help="Bayesian draws per chain (default: 1000, as `fit`; at 500 a fit of "
-                        "the three shipped grids did not converge: R-hat 1.04)")
-    p.add_argument("--tune", type=int, default=1000, help="Bayesian tuning steps (1000)")
+    p.add_argument("--draws", type=int, default=None,
+                   help="Bayesian draws per chain at most, as `fit` (default: fit's, "
+                        f"{MAX_DRAWS}; the chains stop sooner at fit's ESS target)")
+    p.add_argument("--tune", type=int, default=None,
+                   help=f"Bayesian tuning steps (default: fit's, {TUNE}; 2000 for a grid "
+                        f"under {SMALL_GRID} points)")
     p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
     _add_variants(p)
     p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")

@@ -100,7 +100,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
     numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
     ``draws``, ``tune`` and ``target_accept`` default to
-    :func:`bayes_prune.sampler.defaults_for` the grid's size (1,000, 300 and 0.85; for a
+    :func:`bayes_prune.sampler.defaults_for` the grid's size (2,000, 300 and 0.85; for a
     grid under 200 points 2,000, 2,000 and 0.99). A fit at the default acceptance 0.85 that
     diverges samples again at 0.95 (stored as ``escalated_from``).
     ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
