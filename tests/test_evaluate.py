@@ -79,14 +79,15 @@ def test_evaluate_command_passes_the_bayesian_options_through(split, tmp_path, m
 
     monkeypatch.setattr(evaluate, "predict_bayes", fake_bayes)
     rc = main(["evaluate", str(tmp_path / "fit.csv"), "--holdout", str(tmp_path / "held.csv"),
-               "--methods", "bayes", "lsq", "--p-depends-on-n", "--json"])
+               "--methods", "bayes", "lsq", "--p-depends-on-n", "--draws", "300", "--json"])
     assert rc == 0
     out = capsys.readouterr()
     rows = json.loads(out.out)
     assert {r["method"] for r in rows} == {"bayes", "lsq"} and len(rows) == 8
     # a fit takes minutes: each method's start and end on stderr, never in the JSON
     assert "bayes: fitting" in out.err and "lsq: done in" in out.err
-    assert seen["p_depends_on_n"] is True and seen["draws"] == 1000 and seen["tune"] == 1000
+    # what is given passes through; what is not is left to fit's defaults (None)
+    assert seen["p_depends_on_n"] is True and seen["draws"] == 300 and seen["tune"] is None
     bayes = [r for r in rows if r["method"] == "bayes"]
     assert all(r["median_abs_delta"] == 0 and r["coverage_90"] == 1 for r in bayes)
     assert "max_rhat 1.004" in out.err  # and the fit's diagnostics, in the rows too
