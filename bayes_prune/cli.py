@@ -252,12 +252,7 @@ def _add_fit(sub) -> None:
                    help="where to write the posterior (NetCDF)")
     p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default="auto",
                    help="'auto': nutpie when installed, else PyMC's NUTS (default: auto)")
-    p.add_argument("--draws", type=int, default=None,
-                   help="most draws per chain; the chains stop sooner once --ess-target is "
-                        f"met (default: {MAX_DRAWS})")
-    p.add_argument("--tune", type=int, default=None,
-                   help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
-                        f"{SMALL_GRID} points)")
+    _add_budget(p)
     p.add_argument("--target-accept", type=float, default=None, metavar="P",
                    help=f"NUTS's target acceptance rate, in (0, 1) (default: {TARGET_ACCEPT}, "
                         f"and {ESCALATED_ACCEPT} again if the chains diverge at it; 0.99 for a "
@@ -377,6 +372,17 @@ def _run_fit(args) -> None:
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
 
 
+def _add_budget(p) -> None:
+    """The sampler's budget, for `fit` and `evaluate` (None: :func:`bayes_prune.sampler.
+    defaults_for` the grid's size)."""
+    p.add_argument("--draws", type=int, default=None,
+                   help="most draws per chain; the chains stop sooner once the ESS target "
+                        f"(fit's --ess-target) is met (default: {MAX_DRAWS})")
+    p.add_argument("--tune", type=int, default=None,
+                   help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
+                        f"{SMALL_GRID} points)")
+
+
 def _add_variants(p) -> None:
     """The law's variants, for `fit` and `evaluate` (each on by default; `--paper-law` turns all
     three off), and the extrapolation discrepancy (on)."""
@@ -439,12 +445,7 @@ def _add_evaluate(sub) -> None:
                         "groups' held-out rows and predict its own (what a new group sees)")
     p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
                    default=["bayes", "lsq", "bootstrap"], help="methods (default: all three)")
-    p.add_argument("--draws", type=int, default=None,
-                   help="Bayesian draws per chain at most, as `fit` (default: fit's, "
-                        f"{MAX_DRAWS}; the chains stop sooner at fit's ESS target)")
-    p.add_argument("--tune", type=int, default=None,
-                   help=f"Bayesian tuning steps (default: fit's, {TUNE}; 2000 for a grid "
-                        f"under {SMALL_GRID} points)")
+    _add_budget(p)
     p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
     _add_variants(p)
     p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")
