@@ -121,7 +121,7 @@ def _add_demo(sub) -> None:
                         "shipped experiments/results, when this is a source checkout)")
     p.add_argument("--all-groups", action="store_true",
                    help="fit along every reference group, not only the demo's own (the "
-                        "crossed pooling at work; that fit of 12,600 points takes about 2 "
+                        "crossed pooling at work; that fit of 12,687 points takes 1-2 "
                         "minutes on 2 cores)")
     p.add_argument("--draws", type=int, default=MAX_DRAWS,
                    help=f"most draws per chain, as `fit` (default: {MAX_DRAWS}; the chains stop "
