@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune import evaluate
-from bayes_prune.discrepancy import REFERENCE_RATES
+from bayes_prune.discrepancy import POOL_WEIGHT, REFERENCE_RATES
 from bayes_prune.errors import UserError
 from bayes_prune.synthetic import default_truths, simulate_grid
 
@@ -136,10 +136,9 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
         assert {k: v[k] for k in REFERENCE_RATES} == REFERENCE_RATES
 
 
-def test_a_drift_at_the_top_of_the_grid_sets_the_rate_there():
-    # The law holds up to width 64 and the widest networks prune better (log m* shifted by
-    # +0.5 at width 128): averaged over both width cuts (32 and 64) the miss is diluted by the
-    # configurations that followed the law; the top cut (64 -> 128, d = log 2) sees it whole.
+def _kinked_grid() -> pd.DataFrame:
+    """One group whose law holds up to width 64, its widest networks (128) pruning better:
+    log m* shifted by +0.5; 3 depths x 2 n_train a width, widths 8-128 (cuts at 32 and 64)."""
     from bayes_prune.law import PruneLaw
     from bayes_prune.synthetic import Truth
 
@@ -151,14 +150,41 @@ def test_a_drift_at_the_top_of_the_grid_sets_the_rate_there():
         frames.append(simulate_grid({("syn-a", "syn-x"): Truth(PruneLaw(**law), base.dense)},
                                     depths=(2, 3, 4), widths=(width,), n_trains=(1000, 4000),
                                     seeds=(0, 1), rel_noise=0.03, rng=width))
-    info = evaluate.extrapolation_discrepancy(pd.concat(frames, ignore_index=True))
-    info = info["syn-a/syn-x"]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_drift_at_the_top_of_the_grid_sets_the_rate_there():
+    # Averaged over both width cuts (32 and 64) the kink's miss is diluted by the
+    # configurations that followed the law; the top cut (64 -> 128, d = log 2) sees it whole.
+    info = evaluate.extrapolation_discrepancy(_kinked_grid())["syn-a/syn-x"]
     top = info["top"]["sd_invariant"]["width"]
     assert 0.5 < top < 1.0  # about 0.5 / log 2
     assert info["own"]["sd_invariant"]["width"] == top
     # the same grid without the kink: the top cut measures nothing beyond the noise
     flat = evaluate.extrapolation_discrepancy(_bending_grid(0.0))["syn-a/syn-x"]
     assert flat["top"]["sd_invariant"]["width"] < 0.1
+
+
+def test_a_top_cut_rate_weighs_by_the_top_cut_evidence_alone():
+    """The kink's rate is the top cut's, measured by its 6 configurations at d = log 2 alone:
+    that is the evidence its pooling weighs, not the inner cut's too. The rates measured are
+    the same either way; an axis whose all-cut rate rules keeps every cut's evidence."""
+    grid = _kinked_grid()
+    other = simulate_grid(depths=(2, 3, 4), widths=(8, 16, 32, 64, 128), n_trains=(1000, 4000),
+                          seeds=(0, 1), rel_noise=0.03)
+    grid = pd.concat([grid, other[other["arch"] != "syn-a"]], ignore_index=True)
+    now = evaluate.extrapolation_discrepancy(grid)
+    before = evaluate.extrapolation_discrepancy(grid, rate_evidence=False)
+    kink, was = now["syn-a/syn-x"], before["syn-a/syn-x"]
+    assert kink["own"] == was["own"]
+    assert kink["evidence"]["width"] == pytest.approx(6 * np.log(2) ** 2)
+    assert was["evidence"]["width"] == pytest.approx(6 * (np.log(2) ** 2 + np.log(4) ** 2)
+                                                     + 6 * np.log(2) ** 2)
+    share = kink["evidence"]["width"] / (POOL_WEIGHT + kink["evidence"]["width"])
+    assert kink["pooled"]["width"] == pytest.approx(share)
+    assert share < was["pooled"]["width"]
+    for g, info in now.items():  # depth has one cut: its evidence is every cut's, as before
+        assert info["evidence"]["depth"] == before[g]["evidence"]["depth"]
 
 
 def test_interior_configurations_are_held_out_between_trained_ones():
