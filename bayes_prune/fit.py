@@ -93,8 +93,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         curved: bool = True, discrepancy: bool = True, ar1: bool = False,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
-        ess_target: float | None = Target.ess, method: str = "nuts"
-        ) -> Posterior:
+        ess_target: float | None = Target.ess, method: str = "nuts",
+        borrow_drift: bool = False) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
@@ -130,6 +130,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
     least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
+    ``borrow_drift`` pools that drift with the shipped reference groups the grid does not hold
+    (opt-in; :mod:`bayes_prune.discrepancy`): a one-group grid's bands beyond it then carry
+    the reference groups' drift.
     """
     chosen = defaults_for(len(grid))
     draws = chosen["draws"] if draws is None else draws
@@ -189,7 +192,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                      "chains": chains,
                      "seed": seed, "target_accept": target_accept,
                      "escalated_from": escalated_from, "likelihood": likelihood,
-                     **variants, "discrepancy": discrepancy, "ar1": ar1, "runs_mode": runs_mode,
+                     **variants, "discrepancy": discrepancy, "borrow_drift": borrow_drift,
+                     "ar1": ar1, "runs_mode": runs_mode,
                      "coefs": names,
                      "seconds": round(seconds, 2)},
         "priors": priors.to_dict(),
@@ -200,8 +204,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         "archs": lay.archs, "tasks": lay.tasks, "centres": lay.centres.__dict__,
         "groups": lay.groups.to_dict(orient="list"),
         "configs": lay.configs.to_dict(orient="list"),
-        "discrepancy": extrapolation_discrepancy(grid, progress=progress) if discrepancy
-        else None,
+        "discrepancy": extrapolation_discrepancy(grid, progress=progress, borrow=borrow_drift)
+        if discrepancy else None,
         "prior_predictive": prior_predictive(lay, priors, seed=seed),
     }
     keep.posterior.attrs["bayes_prune"] = json.dumps(meta, default=_jsonable)

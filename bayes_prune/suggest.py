@@ -224,7 +224,8 @@ class _Discrepancy:
         self.base = self._weight(self.maxes())
 
     def maxes(self) -> dict:
-        return {g: np.array([i[f"max_{a}"] for a in SIZE_AXES]) for g, i in self.info.items()}
+        return {g: np.array([i[f"max_{a}"] for a in SIZE_AXES]) for g, i in self.info.items()
+                if not i.get("borrowed")}  # a borrowed reference group has no grid here
 
     def _weight(self, maxes: dict) -> np.ndarray:
         out = np.zeros(len(self.groups))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune import evaluate
-from bayes_prune.discrepancy import POOL_WEIGHT, REFERENCE_RATES
+from bayes_prune.discrepancy import POOL_WEIGHT, REFERENCE_GROUPS, REFERENCE_RATES
 from bayes_prune.errors import UserError
 from bayes_prune.synthetic import default_truths, simulate_grid
 
@@ -131,9 +131,12 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
     # too few configurations for a nested split: nothing is estimated, the reference grids'
     # population rates stand in
     tiny = simulate_grid(depths=(2,), widths=(16, 64), n_trains=(1000,), seeds=(0,))
-    for v in evaluate.extrapolation_discrepancy(tiny).values():
-        assert v["splits"] == 0 and set(v["inherited"].values()) == {"reference grids"}
-        assert {k: v[k] for k in REFERENCE_RATES} == REFERENCE_RATES
+    for borrow in (True, False):
+        disc = evaluate.extrapolation_discrepancy(tiny, borrow=borrow)
+        for v in (v for v in disc.values() if not v.get("borrowed")):
+            assert v["splits"] == 0 and set(v["inherited"].values()) == {"reference grids"}
+            for name, rates in REFERENCE_RATES.items():
+                assert v[name] == pytest.approx(rates)
 
 
 def _kinked_grid() -> pd.DataFrame:
@@ -260,7 +263,36 @@ def test_a_grid_that_measures_no_drift_takes_the_reference_grids_rates():
         assert sorted(info["unmeasured"]) == sorted(("depth", "width", "n_train"))
         assert set(info["inherited"].values()) == {"reference grids"}
         for name in ("sd_dense", "sd_invariant"):
-            assert info[name] == REFERENCE_RATES[name]
+            assert info[name] == pytest.approx(REFERENCE_RATES[name])
+
+
+def test_a_fit_borrows_the_reference_groups_it_does_not_hold():
+    """Borrowing (fit --borrow-drift), a one-group grid pools its drift with the four
+    reference groups' (their own rates, as measured on the reference grids), each draw taking
+    its rates from one member; a group the grid holds under a reference group's name is its
+    own, never borrowed."""
+    from bayes_prune.discrepancy import POOL_WEIGHT, extrapolation_discrepancy
+
+    grid = _kinked_grid()
+    alone = extrapolation_discrepancy(grid)["syn-a/syn-x"]
+    disc = extrapolation_discrepancy(grid, borrow=True)
+    assert {g for g, i in disc.items() if i.get("borrowed")} == set(REFERENCE_GROUPS)
+    mine = disc["syn-a/syn-x"]
+    assert mine["own"] == alone["own"] and mine["evidence"] == alone["evidence"]
+    for name in ("sd_dense", "sd_invariant"):
+        for axis, k in mine[name].items():
+            ev = mine["evidence"][axis]  # 0 for n_train (two values): its population alone
+            members = [r[name][axis] for r in REFERENCE_GROUPS.values()]
+            members += [mine["own"][name][axis]] if ev > 0 else []
+            share = ev / (POOL_WEIGHT + ev)
+            want = share * mine["own"][name][axis] ** 2 + (1 - share) * np.mean(
+                np.square(members))
+            assert k == pytest.approx(np.sqrt(want))
+    renamed = grid.assign(arch="mlp", task="mnist1d")
+    held = extrapolation_discrepancy(renamed, borrow=True)
+    assert "borrowed" not in held["mlp/mnist1d"]
+    assert {g for g, i in held.items() if i.get("borrowed")} == set(REFERENCE_GROUPS) - {
+        "mlp/mnist1d"}
 
 
 def test_rates_are_pooled_across_groups():

@@ -12,7 +12,7 @@ import pytest
 from bayes_prune.cli import main
 from bayes_prune.discrepancy import REFERENCE_RATES
 from bayes_prune.errors import UserError
-from bayes_prune.grid import write_grid
+from bayes_prune.grid import read_grid, write_grid
 from bayes_prune.posterior import FORMAT, Posterior, hdi
 from bayes_prune.synthetic import default_truths, simulate_grid, synthetic_params
 
@@ -157,8 +157,8 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     # grid has two depths, two widths, two n_train: too few to split, nothing is measured, so
     # every axis takes the reference grids' rates, and says so)
     assert stored["splits"] == 0
-    assert stored["sd_dense"] == REFERENCE_RATES["sd_dense"]
-    assert stored["sd_invariant"] == REFERENCE_RATES["sd_invariant"]
+    assert stored["sd_dense"] == pytest.approx(REFERENCE_RATES["sd_dense"])
+    assert stored["sd_invariant"] == pytest.approx(REFERENCE_RATES["sd_invariant"])
     assert set(stored["inherited"].values()) == {"reference grids"}
     rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 4, "n_train": 4000,
                          "width": [64, 64, 256, 256], "density": [1.0, 0.02, 1.0, 0.02]})
@@ -176,6 +176,34 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     assert width(dense)[2] > 1.3 * width(none)[2]  # dense offset: sd 0.3 * log 4 = 0.42
     assert width(shift)[3] > 1.3 * width(none)[3]  # an invariant shift moves the pruned point
     assert width(shift)[2] == pytest.approx(width(none)[2], rel=0.1)  # not the dense one
+
+
+def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
+    """The discrepancy `fit --borrow-drift` stores: the reference groups join the population,
+    each draw beyond the grid takes one member's rates (so some draws drift like the Fashion
+    CNN, 3.5 per log unit of depth), the bands stay finite, and nothing inside the grid moves."""
+    from bayes_prune.discrepancy import REFERENCE_GROUPS, extrapolation_discrepancy
+
+    post = Posterior.load(fitted / "post.nc")
+    grid = read_grid(fitted / "grid.csv")
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": [4, 16], "n_train": 4000,
+                         "width": 64, "density": 0.02})
+    rows["params_total"] = synthetic_params(rows["depth"], 64)
+    alone = post.summary(rows, band="prediction")
+    post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=True)
+    assert {g for g, i in post.meta["discrepancy"].items() if i.get("borrowed")} == \
+        set(REFERENCE_GROUPS)
+    drift = post._drift_rates("syn-a/syn-x", np.random.default_rng(0))
+    assert drift["sd_invariant"]["depth"].max() == pytest.approx(
+        REFERENCE_GROUPS["cnn/fashion-mnist"]["sd_invariant"]["depth"], rel=1e-6)
+    borrowed = post.summary(rows, band="prediction")
+    pd.testing.assert_frame_equal(alone.iloc[:1], borrowed.iloc[:1])  # depth 4: in the grid
+    assert np.isfinite(borrowed[["lower", "upper"]].to_numpy()).all()
+    # this grid splits nothing: alone, depth 16 drifts at the reference groups' root mean
+    # square; borrowed, at one group's rate per draw (the same mean square, another shape)
+    width = np.log(borrowed["upper"] / borrowed["lower"]).to_numpy()
+    assert width[1] > 2 * width[0]
+    assert width[1] != pytest.approx(np.log(alone["upper"] / alone["lower"])[1], rel=1e-3)
 
 
 def test_hdi_of_a_known_distribution():

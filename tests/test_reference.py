@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune import reference
-from bayes_prune.discrepancy import REFERENCE_RATES
+from bayes_prune.discrepancy import REFERENCE_GROUPS
 from bayes_prune.errors import UserError
 from bayes_prune.grid import grid_hash
 from bayes_prune.posterior import FORMAT, REFERENCE, Posterior
@@ -61,12 +61,17 @@ def test_its_extrapolation_discrepancy_is_what_fit_measures_today(post):
             # rel 1 %: least squares' last digits differ between machines
             assert post.meta["discrepancy"][group][name] == pytest.approx(info[name], rel=0.01), \
                 f"{group}'s discrepancy is stale: run `bayes-prune reference refresh`"
-    # what a grid that measures no drift at all inherits: these grids' population
-    for name, rates in REFERENCE_RATES.items():
-        for axis, k in rates.items():
-            pop = np.sqrt(np.mean([i["own"][name][axis] ** 2 for i in now.values()]))
-            assert k == pytest.approx(pop, rel=0.01), \
-                f"discrepancy.REFERENCE_RATES[{name!r}][{axis!r}] is stale: set it to {pop:.4f}"
+    # what a fit that borrows (fit --borrow-drift) takes: these grids' groups' own rates (the
+    # reference fit itself holds all four)
+    assert not any(i.get("borrowed") for i in now.values())
+    assert set(REFERENCE_GROUPS) == set(now)
+    for group, rates in REFERENCE_GROUPS.items():
+        for name, by_axis in rates.items():
+            for axis, k in by_axis.items():
+                own = now[group]["own"][name][axis]
+                assert k == pytest.approx(own, rel=0.01, abs=1e-4), \
+                    f"discrepancy.REFERENCE_GROUPS[{group!r}][{name!r}][{axis!r}] is stale: " \
+                    f"set it to {own:.4f}"
 
 
 def test_it_was_fitted_at_fit_defaults(post):
