@@ -21,17 +21,15 @@ Usage: python benchmarks/borrowed_drift.py [--out DIR] [--split top|ext|both]
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import warnings
-from pathlib import Path
 
-import numpy as np
-from signed_drift import GROUPS, RESULTS, fitted
+from drift_rules import score_rules
+from signed_drift import GROUPS, RESULTS
 
-from bayes_prune import evaluate
-from bayes_prune.discrepancy import extrapolation_discrepancy
 from bayes_prune.grid import read_grids
+
+RULES = {"alone": {}, "borrowed": {"borrow": True}}
 
 
 def single_group_splits(split: str):
@@ -53,22 +51,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
     for split in ("top", "ext") if args.split == "both" else (args.split,):
-        lpd = {False: 0.0, True: 0.0}
-        for stem, fit_grid, held in single_group_splits(split):
-            group = GROUPS[stem]
-            post = fitted(Path(args.out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
-            for borrow in (False, True):
-                ruled = copy.copy(post)
-                ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
-                    fit_grid, borrow=borrow))
-                s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
-                lpd[borrow] += s["lpd"]
-                print(f"{split:3s} {group:18s} {'borrowed' if borrow else 'alone':8s} 90 % "
-                      f"{100 * s['coverage_90']:5.1f}  50 % {100 * s['coverage_50']:5.1f}  lpd "
-                      f"{s['lpd']:5.2f}  median |delta| {100 * s['median_abs_delta']:5.1f} %",
-                      flush=True)
-        print(f"{split}: lpd summed over the groups alone {lpd[False]:.2f}, borrowed "
-              f"{lpd[True]:.2f}", flush=True)
+        score_rules(split, single_group_splits(split), RULES, args.out)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,28 @@ def leave_group_out_splits():
         yield g, pd.concat(fitting + others, ignore_index=True), extra[g]
 
 
+def score_rules(split: str, splits, rules: dict, out: str) -> dict[str, float]:
+    """Fit (or load from ``out``) each ``(stem, fitting set, held-out set)`` of ``splits``, score
+    its held-out set under each of ``rules`` (``extrapolation_discrepancy``'s keyword arguments,
+    the rates re-measured on the fitting set), print a row per group and rule, and return the
+    lpd summed over the groups per rule."""
+    lpd = dict.fromkeys(rules, 0.0)
+    for stem, fit_grid, held in splits:
+        group = GROUPS[stem]
+        post = fitted(Path(out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
+        for rule, kwargs in rules.items():
+            ruled = copy.copy(post)
+            ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(fit_grid, **kwargs))
+            s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
+            lpd[rule] += s["lpd"]
+            print(f"{split:3s} {group:18s} {rule:15s} 90 % {100 * s['coverage_90']:5.1f}  "
+                  f"50 % {100 * s['coverage_50']:5.1f}  lpd {s['lpd']:5.2f}  median "
+                  f"|delta| {100 * s['median_abs_delta']:5.1f} %", flush=True)
+    print(f"{split}: lpd summed over the groups " +
+          ", ".join(f"{rule} {v:.2f}" for rule, v in lpd.items()), flush=True)
+    return lpd
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="drift_rule_fits", help="where the eight posteriors go")
@@ -57,24 +79,9 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
-
     splits = {"top": top_corner_splits, "lgo": leave_group_out_splits}
     for split in ("top", "lgo") if args.split == "both" else (args.split,):
-        lpd = dict.fromkeys(RULES, 0.0)
-        for stem, fit_grid, held in splits[split]():
-            group = GROUPS[stem]
-            post = fitted(Path(args.out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
-            for rule, kwargs in RULES.items():
-                ruled = copy.copy(post)
-                ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
-                    fit_grid, **kwargs))
-                s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
-                lpd[rule] += s["lpd"]
-                print(f"{split:3s} {group:18s} {rule:15s} 90 % {100 * s['coverage_90']:5.1f}  "
-                      f"50 % {100 * s['coverage_50']:5.1f}  lpd {s['lpd']:5.2f}  median "
-                      f"|delta| {100 * s['median_abs_delta']:5.1f} %", flush=True)
-        print(f"{split}: lpd summed over the groups " +
-              ", ".join(f"{rule} {v:.2f}" for rule, v in lpd.items()), flush=True)
+        score_rules(split, splits[split](), RULES, args.out)
 
 
 if __name__ == "__main__":
