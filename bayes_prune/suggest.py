@@ -336,14 +336,13 @@ def importance_gain(sim: dict, c: int, outer: int = 200, seed: int = 0) -> float
     rng = np.random.default_rng(seed)
     Y, G = sim["Y"][:, sim["blocks"][c]], sim["G"]
     R = sim["noise"][c]
-    L = np.linalg.cholesky(R)
-    Ri = np.linalg.inv(R)
+    # whitened by the noise's Cholesky factor, a measurement's log likelihood is a squared
+    # distance
+    Z = np.linalg.solve(np.linalg.cholesky(R), Y.T).T
     prior = float(G.var(axis=0, ddof=1).sum())
     post = []
     for o in rng.choice(len(Y), size=min(outer, len(Y)), replace=False):
-        y = Y[o] + L @ rng.standard_normal(len(R))
-        d = Y - y
-        logw = -0.5 * np.einsum("si,ij,sj->s", d, Ri, d)
+        logw = -0.5 * ((Z - (Z[o] + rng.standard_normal(len(R)))) ** 2).sum(axis=1)
         w = np.exp(logw - logw.max())
         w /= w.sum()
         mean = w @ G
