@@ -48,17 +48,19 @@ extrapolation set, the top cuts of depth and width see one or two configurations
 0.16-0.17 against 3-12 for all cuts), so those groups' own top rates now weigh 4 % against
 the population's.
 
-A fit may borrow the reference groups' drift (``borrow``, ``fit --borrow-drift``; opt-in). A
-grid of one group (a user's own, most often) has no other group to learn drift from, and its
-own nested splits see only the bottom of its scale. Borrowing, the population it pools with
-includes the shipped reference groups it does not hold itself (:data:`REFERENCE_GROUPS`,
-their own rates measured on all eight reference CSVs), as if they had been fitted beside it:
-a group's rate is its own measurement shrunk toward that population by its evidence, and
-each posterior draw takes its rates from one member. A fit of the reference grids borrows
-nothing. It is not the default because ``suggest``'s linear-Gaussian value ranks candidate
-runs less like the exact reweighting on such a posterior (Spearman 0.65 against 0.83 on the
-case of ``tests/test_suggest.py``: the borrowed drifts, 0.2 to 3.5 per log unit, make a
-candidate's simulated measurement beyond the grid heavy-tailed). Settled on single-group fits
+A fit borrows the reference groups' drift (``borrow``; ``fit``'s default, ``fit
+--no-borrow-drift`` to leave it out). A grid of one group (a user's own, most often) has no
+other group to learn drift from, and its own nested splits see only the bottom of its scale.
+Borrowing, the population it pools with includes the shipped reference groups it does not hold
+itself (:data:`REFERENCE_GROUPS`, their own rates measured on all eight reference CSVs), as if
+they had been fitted beside it: a group's rate is its own measurement shrunk toward that
+population by its evidence, and each posterior draw takes its rates from one member. A fit of
+the reference grids borrows nothing. The price is in ``suggest``: the borrowed drifts, 0.2 to
+3.5 per log unit, make a candidate's simulated measurement beyond the grid heavy-tailed, and
+for a design goal its linear-Gaussian value then ranks candidate runs less like the exact
+reweighting (Spearman 0.75-0.80 against 0.93-0.94 alone on the case of
+``tests/test_suggest.py``; query and region goals, whose discrepancy ``suggest`` keeps apart,
+0.98-0.996 either way). Settled on single-group fits
 of each reference group's fitting grid without its top corner (largest depth or width), predicting
 that corner, each group borrowing the other three: 90 % coverage 86.1 / 88.4 / 52.9 / 99.2 %
 -> 98.6 / 99.5 / 70.4 / 98.2 % (MNIST-1D MLP, Fashion MLP, MNIST-1D CNN, Fashion CNN; lpd

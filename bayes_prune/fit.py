@@ -94,7 +94,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
         ess_target: float | None = Target.ess, method: str = "nuts",
-        borrow_drift: bool = False) -> Posterior:
+        borrow_drift: bool = True) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
@@ -130,9 +130,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
     least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
-    ``borrow_drift`` pools that drift with the shipped reference groups the grid does not hold
-    (opt-in; :mod:`bayes_prune.discrepancy`): a one-group grid's bands beyond it then carry
-    the reference groups' drift.
+    ``borrow_drift`` (default) pools that drift with the shipped reference groups the grid
+    does not hold (:mod:`bayes_prune.discrepancy`): a one-group grid's bands beyond it then
+    carry the reference groups' drift; a grid of all four reference groups borrows nothing.
     """
     chosen = defaults_for(len(grid))
     draws = chosen["draws"] if draws is None else draws

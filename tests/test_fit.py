@@ -179,9 +179,10 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
 
 
 def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
-    """The discrepancy `fit --borrow-drift` stores: the reference groups join the population,
-    each draw beyond the grid takes one member's rates (so some draws drift like the Fashion
-    CNN, 3.5 per log unit of depth), the bands stay finite, and nothing inside the grid moves."""
+    """The discrepancy `fit` stores by default (`--borrow-drift`): the reference groups join
+    the population, each draw beyond the grid takes one member's rates (so some draws drift
+    like the Fashion CNN, 3.5 per log unit of depth), the bands stay finite, and nothing inside
+    the grid moves against the grid's own drift alone (`--no-borrow-drift`)."""
     from bayes_prune.discrepancy import REFERENCE_GROUPS, extrapolation_discrepancy
 
     post = Posterior.load(fitted / "post.nc")
@@ -189,10 +190,12 @@ def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
     rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": [4, 16], "n_train": 4000,
                          "width": 64, "density": 0.02})
     rows["params_total"] = synthetic_params(rows["depth"], 64)
-    alone = post.summary(rows, band="prediction")
-    post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=True)
+    assert post.meta["discrepancy"] == extrapolation_discrepancy(grid, borrow=True)
     assert {g for g, i in post.meta["discrepancy"].items() if i.get("borrowed")} == \
         set(REFERENCE_GROUPS)
+    post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=False)
+    alone = post.summary(rows, band="prediction")
+    post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=True)
     drift = post._drift_rates("syn-a/syn-x", np.random.default_rng(0))
     assert drift["sd_invariant"]["depth"].max() == pytest.approx(
         REFERENCE_GROUPS["cnn/fashion-mnist"]["sd_invariant"]["depth"], rel=1e-6)
