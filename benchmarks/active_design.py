@@ -17,8 +17,9 @@ Per group (``mnist1d_mlp``, ``fashion_mlp``, ``mnist1d_cnn``, ``fashion_cnn``):
   median |delta| and 90 % coverage, as ``bayes-prune evaluate`` scores.
 
 Fits are of one group alone with ``--draws``/``--tune``/``--chains`` (default 500/500/2, no
-ESS target: scores, not a shipped posterior). Results go to ``--out`` (JSON lines, one per
-fit) as they come: a killed run resumes where it stopped. A figure of median |delta| and
+ESS target: scores, not a shipped posterior), the group's drift pooled with the other three
+reference groups' as ``fit`` does by default (``--no-borrow-drift``: its own alone). Results
+go to ``--out`` (JSON lines, one per fit) as they come: a killed run resumes where it stopped. A figure of median |delta| and
 coverage against budget is written to ``--figure``.
 
 Last line: ``budget30_ratio=<per group: suggest's median |delta| at 30 % / the full pool's>
@@ -114,7 +115,8 @@ class Bench:
         """The benchmark's fit of the runs ``chosen`` (positions in ``runs``)."""
         sub = grid[grid["run_id"].isin(set(runs.loc[chosen, "run_id"]))].reset_index(drop=True)
         return fit(sub, draws=self.args.draws, tune=self.args.tune, chains=self.args.chains,
-                   progress=False, ess_target=None, seed=seed, source=source), len(sub)
+                   progress=False, ess_target=None, seed=seed, source=source,
+                   borrow_drift=self.args.borrow_drift), len(sub)
 
     def fit_score(self, group, method, budget, seed, grid, runs, chosen, target):
         key = (group, method, budget, seed)
@@ -252,6 +254,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--borrow-drift", action=argparse.BooleanOptionalAction, default=True,
+                    help="each group's drift pooled with the other reference groups', as `fit` "
+                         "does by default (--no-borrow-drift: its own alone; use another --out)")
     ap.add_argument("--report-only", action="store_true", help="only print what --out holds")
     args = ap.parse_args()
     bench = Bench(args)
