@@ -100,16 +100,17 @@ def coef_names(p_depends_on_n: bool = False, gamma_depends_on_n: bool = False,
 
 
 def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "normal",
-                p_depends_on_n: bool = False, observed: bool = True,
-                runs_mode: str = "latent", gamma_depends_on_n: bool = False,
-                curved: bool = False, ar1: bool = False) -> pm.Model:
+                p_depends_on_n: bool = True, observed: bool = True,
+                runs_mode: str = "latent", gamma_depends_on_n: bool = True,
+                curved: bool = True, ar1: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
     (:func:`measured_runs`) ``"latent"`` samples every run's dense error; ``"auto"`` conditions
     every run that has a dense point on it and samples the dense error of the others;
     ``"measured"`` conditions on it and refuses a run without one.
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
-    (:mod:`bayes_prune.coords`). ``ar1`` correlates the residuals of a run's successive
+    (:mod:`bayes_prune.coords`); on by default, as in :func:`bayes_prune.fit.fit`, all three
+    ``False`` for the paper's law. ``ar1`` correlates the residuals of a run's successive
     rounds (:func:`_ar1_loglik`; normal likelihood only)."""
     if ar1 and likelihood != "normal":
         raise UserError("the AR(1) residuals need the normal likelihood (--likelihood normal)")
