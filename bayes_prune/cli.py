@@ -357,8 +357,9 @@ def _run_fit(args) -> None:
                              if a in share else "")
                           for a in k["sd_dense"])
         print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
-              f"log excess over depth {k['max_depth']:g}, width {k['max_width']:g}, n_train "
-              f"{k['max_n_train']:g}): {rates}")
+              f"log excess over the nearest trained configuration; largest depth "
+              f"{k['max_depth']:g}, width {k['max_width']:g}, n_train {k['max_n_train']:g}): "
+              f"{rates}")
     for group, c in post.meta["prior_predictive"].items():
         print(f"prior predictive {group}: {100 * c['coverage_90']:.0f} % of the measured errors "
               f"inside the prior's 90 % band, {100 * c['inside_unit_interval']:.0f} % of its "

@@ -142,7 +142,9 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
     depth's is often the largest). A configuration outside its group's grid then gets the
     offsets ``N(0, sum_a (k_v,a d_a)^2)`` on its log dense error and ``N(0, sum_a (k_h,a
     d_a)^2)`` on its log invariant, on top of its posterior band, ``d_a`` being its log
-    excess over the grid's largest value of axis ``a``. Each ``k`` is the larger of that
+    excess on axis ``a`` over the group's nearest trained configuration
+    (:func:`bayes_prune.grid.log_excess`; on a full cross product, over the axis' largest
+    value). Each ``k`` is the larger of that
     all-cut rate and the same measured on the axis' highest cut alone (``top``; module
     docstring)
     (:class:`bayes_prune.posterior.Posterior`). The rates are then pooled across groups

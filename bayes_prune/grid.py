@@ -72,6 +72,29 @@ SIZE_AXES = ("depth", "width", "n_train")
 # the extrapolation discrepancy measures a rate per size axis in these two directions
 RATES = ("sd_dense", "sd_invariant")
 
+
+def log_excess(sizes: np.ndarray, trained: np.ndarray,
+               weights: np.ndarray | None = None) -> np.ndarray:
+    """How far each configuration lies beyond a grid: per row of ``sizes`` (``(n, axes)``, on
+    :data:`SIZE_AXES`), its log excess on each axis over the trained configuration (a row of
+    ``trained``) nearest to it, the one that leaves the least sum over axes of ``weights`` x
+    squared excess (``weights``: the squared drift rates; equal when ``None``). Zero on every
+    axis for a configuration some trained one dominates on every axis. On a grid that is a
+    full cross product this is the excess over each axis' largest value; on any other, a
+    configuration wider than the deep networks and deeper than the wide ones lies beyond the
+    grid although no axis' largest value is exceeded."""
+    sizes, trained = np.asarray(sizes, float), np.asarray(trained, float)
+    w = np.ones(sizes.shape[1]) if weights is None else np.asarray(weights, float)
+    out = np.empty_like(sizes)
+    big = np.log(trained)[None]
+    for start in range(0, len(sizes), 2048):  # (rows, trained, axes) at a time: bounded memory
+        ex = np.maximum(np.log(sizes[start:start + 2048])[:, None] - big, 0.0)
+        # equal weights break ties between configurations a zero rate cannot tell apart
+        cost = (ex ** 2 * w).sum(axis=2) + 1e-9 * (ex ** 2).sum(axis=2)
+        out[start:start + 2048] = ex[np.arange(len(ex)), cost.argmin(axis=1)]
+    return out
+
+
 # (column, test that flags a bad value, what was expected)
 _RANGES = (
     ("depth", lambda s: s <= 0, "a positive integer"),

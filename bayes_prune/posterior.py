@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from . import kernels
 from .coords import CURVATURE, Centres, dense_law, laws, pooling_cov
 from .errors import UserError
-from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES
+from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, log_excess
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
 from .priors import Priors
 
@@ -87,8 +87,10 @@ class Posterior:
         # weight counts do not depend on n_train: (task, arch, depth, width) -> params_total
         self._sizes = {k[:4]: float(self.configs["params_total"][i])
                        for k, i in self._config_index.items()}
-        # each group's largest fitted depth, width and n_train (beyond_grid)
-        self._top = self.configs.groupby(GROUP_KEY)[list(SIZE_AXES)].max()
+        # each group's fitted (depth, width, n_train): what lies beyond them (beyond_grid,
+        # the discrepancy)
+        self._trained = {f"{a}/{t}": part[list(SIZE_AXES)].to_numpy(float) for (a, t), part
+                         in self.configs.groupby(GROUP_KEY)}
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -469,18 +471,36 @@ class Posterior:
                                         np.float32)[pick]
         return out
 
+    def _drift_weights(self, group: str) -> np.ndarray | None:
+        """The group's squared drift rate per size axis, dense and invariant summed (``None``
+        without a stored discrepancy): how much a unit of log excess on each axis costs."""
+        info = (self.meta.get("discrepancy") or {}).get(group)
+        return None if not info else np.array(
+            [info["sd_dense"].get(a, 0.0) ** 2 + info["sd_invariant"].get(a, 0.0) ** 2
+             for a in SIZE_AXES])
+
+    def _excess(self, group: str, sizes: np.ndarray,
+                trained: np.ndarray | None = None) -> np.ndarray:
+        """The log excess of configurations ``sizes`` (rows of depth, width, n_train) over
+        the group's nearest fitted configuration (or of ``trained``, a grid grown by
+        ``suggest``; :func:`bayes_prune.grid.log_excess`), near by the group's drift weights
+        (:meth:`_drift_weights`; equal without them)."""
+        return log_excess(sizes, self._trained[group] if trained is None else trained,
+                          self._drift_weights(group))
+
     def _discrepancy_var(self, group: str, uniq, drift: dict | None):
         """The model-discrepancy of the configurations ``uniq`` (as for :meth:`_dense_draws`)
         that lie outside their group's grid: ``(positions, dense variance, invariant
         variance)``, float32 of shape ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over
-        the axes ``a`` (depth, width, n_train), ``d_a`` the log excess over the grid's
-        largest value and ``k_a`` the rates ``drift`` (:meth:`_drift_rates`). ``None`` if none
-        is outside (or the fit was made without the discrepancy)."""
+        the axes ``a`` (depth, width, n_train), ``d_a`` the log excess over the nearest fitted
+        configuration (:meth:`_excess`) and ``k_a`` the rates ``drift`` (:meth:`_drift_rates`).
+        ``None`` if none is outside (or the fit was made without the discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info or drift is None:
             return None
-        d = {a: np.log(np.maximum(np.array([k[CONFIG_KEY.index(a)] for k in uniq], float)
-                                  / info[f"max_{a}"], 1.0)) for a in info["sd_dense"]}
+        ex = self._excess(group, np.array([[k[CONFIG_KEY.index(a)] for a in SIZE_AXES]
+                                           for k in uniq], float))
+        d = {a: ex[:, SIZE_AXES.index(a)] for a in info["sd_dense"]}
         out = np.flatnonzero(np.any([x > 0 for x in d.values()], axis=0))
         if not len(out):
             return None
@@ -521,21 +541,26 @@ class Posterior:
 
     def beyond_grid(self, rows: pd.DataFrame) -> pd.Series:
         """Per row: the axes (of ``depth``, ``width``, ``n_train``) on which it lies beyond
-        the largest fitted configuration of its (arch, task) group, comma-separated; ``""``
-        inside the grid, :data:`NEVER_FITTED` for a pair without a grid. An extrapolation: its
-        band carries the discrepancy the fit measured (when stored), and on the reference
-        extrapolation sets such bands under-cover."""
-        codes, first = _row_codes(rows, GROUP_KEY)
-        key = pd.MultiIndex.from_frame(rows.iloc[first][GROUP_KEY].astype(str))
-        # NaN for a pair never fitted: no grid at all
-        big = self._top.reindex(key).to_numpy(float)[codes]
-        over = rows[list(SIZE_AXES)].to_numpy(float) > big
+        the nearest fitted configuration of its (arch, task) group (:meth:`_excess`),
+        comma-separated; ``""`` inside the grid (some fitted configuration is at least as
+        large on every axis), :data:`NEVER_FITTED` for a pair without a grid. An
+        extrapolation: its band carries the discrepancy the fit measured (when stored), and on
+        the reference extrapolation sets such bands under-cover."""
+        sizes = rows[list(SIZE_AXES)].to_numpy(float)
+        over = np.zeros(sizes.shape, bool)
+        never = np.zeros(len(rows), bool)
+        for (arch, task), idx in rows.groupby(GROUP_KEY, sort=False).indices.items():
+            group = f"{arch}/{task}"
+            if group not in self._trained:  # a pair never fitted: no grid at all
+                never[idx] = True
+            else:
+                over[idx] = self._excess(group, sizes[idx]) > 0
         # one label per pattern of axes beyond (2^3 of them), picked per row: a Python loop
         # over the rows took a third of a 10,000-row summary
         labels = np.array([",".join(a for k, a in enumerate(SIZE_AXES) if code >> k & 1)
                            for code in range(1 << len(SIZE_AXES))] + [NEVER_FITTED], dtype=object)
         code = over @ (1 << np.arange(len(SIZE_AXES)))
-        code[np.isnan(big).any(axis=1)] = len(labels) - 1
+        code[never] = len(labels) - 1
         return pd.Series(labels[code], index=range(len(rows)), dtype=object)
 
     def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,

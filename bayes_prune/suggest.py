@@ -25,9 +25,9 @@ measurement's likelihood), to check that both rank candidates alike.
 
 **The extrapolation discrepancy** of a goal beyond its group's grid (``query``, ``region``) is
 no property of the draws that a run could pin down: it shrinks only as the grid grows toward
-the goal. Its share of the goal's variance is kept apart and scaled with the grid's largest
-configuration (:class:`_Discrepancy`), so a run that extends the grid toward the goal is worth
-that shrinkage on top of what it teaches the law.
+the goal. Its share of the goal's variance is kept apart and scaled with the goal's log excess
+over the nearest trained configuration (:class:`_Discrepancy`), so a run that extends the grid
+toward the goal is worth that shrinkage on top of what it teaches the law.
 
 **Cost.** Seconds per round are fitted on the rounds a store measured
 (:class:`bayes_prune.cost.CostModel`),
@@ -210,38 +210,42 @@ class _Discrepancy:
     """The goal's share of the extrapolation discrepancy and how a larger grid shrinks it.
 
     A goal row beyond its group's grid carries offsets of sd ``sqrt(sum_a (k_a d_a)^2)``
-    (:mod:`bayes_prune.discrepancy`), ``d_a`` its log excess over the grid's largest value on
-    axis ``a``; its variance in log error, measured from the draws with and without the
-    offsets, is taken to scale with ``sum_a (k_a d_a)^2``, ``k_a`` the root sum of squares of
-    the dense and invariant rates. A run at a larger configuration raises the grid's largest
-    values, and so lowers every ``d_a`` of its group's goal rows."""
+    (:mod:`bayes_prune.discrepancy`), ``d_a`` its log excess over the group's nearest trained
+    configuration (:func:`bayes_prune.grid.log_excess`); its variance in log error, measured
+    from the draws with and without the offsets, is taken to scale with ``sum_a (k_a d_a)^2``,
+    ``k_a`` the root sum of squares of the dense and invariant rates. A run adds its
+    configuration to its group's grid, and so lowers the excess of the goal rows it is nearer
+    to than every trained configuration: a shallow wide run does not bring a deep wide goal
+    inside the grid."""
 
     def __init__(self, post, rows: pd.DataFrame, var: np.ndarray):
         self.info = post.meta["discrepancy"]
-        self.groups = [f"{a}/{t}" for a, t in zip(rows["arch"], rows["task"], strict=True)]
+        self.groups = np.array([f"{a}/{t}" for a, t in zip(rows["arch"], rows["task"],
+                                                             strict=True)])
         self.sizes = rows[list(SIZE_AXES)].to_numpy(float)
         self.var0 = np.maximum(var, 0.0)
-        self.base = self._weight(self.maxes())
+        self.post = post
+        self.base = self._weight(self.trained())
 
-    def maxes(self) -> dict:
-        return {g: np.array([i[f"max_{a}"] for a in SIZE_AXES]) for g, i in self.info.items()
-                if not i.get("borrowed")}  # a borrowed reference group has no grid here
+    def trained(self) -> dict:
+        """Each fitted group's trained configurations (rows of depth, width, n_train)."""
+        return {g: t for g, t in self.post._trained.items()
+                if g in self.info and not self.info[g].get("borrowed")}
 
-    def _weight(self, maxes: dict) -> np.ndarray:
+    def _weight(self, trained: dict) -> np.ndarray:
         out = np.zeros(len(self.groups))
-        for j, g in enumerate(self.groups):
+        for g in np.unique(self.groups):
             i = self.info.get(g)
-            if i is None:
+            if i is None or g not in trained:
                 continue
-            k = np.array([np.hypot(i["sd_dense"].get(a, 0.0), i["sd_invariant"].get(a, 0.0))
-                          for a in SIZE_AXES])
-            d = np.log(np.maximum(self.sizes[j] / maxes[g], 1.0))
-            out[j] = float(((k * d) ** 2).sum())
+            at = np.flatnonzero(self.groups == g)
+            excess = self.post._excess(g, self.sizes[at], trained[g])
+            out[at] = (excess ** 2 * self.post._drift_weights(g)).sum(axis=1)
         return out
 
-    def total(self, maxes: dict) -> float:
-        """The goal's total discrepancy variance with the grid grown to ``maxes``."""
-        w = self._weight(maxes)
+    def total(self, trained: dict) -> float:
+        """The goal's total discrepancy variance with the grids grown to ``trained``."""
+        w = self._weight(trained)
         ratio = np.divide(w, self.base, out=np.zeros_like(w), where=self.base > 0)
         return float((self.var0 * ratio).sum())
 
@@ -278,19 +282,19 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
     MX = np.zeros((0, X.shape[1]))  # M^T X, M's columns the conditioning directions so far
     MG = np.zeros((0, Gc.shape[1]))
     var = float((Gc ** 2).sum())
-    disc, maxes = sim.get("disc"), None
+    disc, grids = sim.get("disc"), None
     if disc is not None:
-        maxes = disc.maxes()
-        var_disc = disc.total(maxes)
+        grids = disc.trained()
+        var_disc = disc.total(grids)
         var += var_disc
         sizes = sim["configs"]
         group = [f"{a}/{t}" for a, t in zip(sizes["arch"], sizes["task"], strict=True)]
         sizes = sizes[list(SIZE_AXES)].to_numpy(float)
 
         def grown(c):
-            if group[c] not in maxes:
-                return maxes
-            return {**maxes, group[c]: np.maximum(maxes[group[c]], sizes[c])}
+            if group[c] not in grids:
+                return grids
+            return {**grids, group[c]: np.vstack([grids[group[c]], sizes[c]])}
     free = np.ones(len(blocks), bool)
     if taken is not None:
         free[taken] = False
@@ -304,7 +308,7 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
             Q = XtX[c] - MX[:, b].T @ MX[:, b] + noise[c]
             B = GtX[c] - MG.T @ MX[:, b]
             gain = float(np.trace(B @ np.linalg.solve(Q, B.T)))
-            if maxes is not None:
+            if grids is not None:
                 gain += var_disc - disc.total(grown(c))
             if gain / cost[c] > best_val:
                 best, best_val, best_gain = c, gain / cost[c], gain
@@ -318,9 +322,9 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
         new_MG = np.linalg.solve(L, X[:, b].T @ Gc - MX[:, b].T @ MG)
         MX, MG = np.vstack([MX, new_MX]), np.vstack([MG, new_MG])
         var -= best_gain
-        if maxes is not None:
-            maxes = grown(best)
-            var_disc = disc.total(maxes)
+        if grids is not None:
+            grids = grown(best)
+            var_disc = disc.total(grids)
         spent += cost[best]
         free[best] = False
         picks.append({"index": int(best), "gain": best_gain, "var_after": max(var, 0.0),
@@ -377,7 +381,7 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     k = sim["G"].shape[1]
     var0 = float(sim["G"].var(axis=0, ddof=1).sum())
     if sim["disc"] is not None:
-        var0 += sim["disc"].total(sim["disc"].maxes())
+        var0 += sim["disc"].total(sim["disc"].trained())
     picks = greedy(sim, cost, n, budget)
     out = cands.iloc[[p["index"] for p in picks]][RUN_COLUMNS].copy().reset_index(drop=True)
     out.insert(0, "pick", np.arange(1, len(picks) + 1))

@@ -19,8 +19,12 @@ Per group (``mnist1d_mlp``, ``fashion_mlp``, ``mnist1d_cnn``, ``fashion_cnn``):
 Fits are of one group alone with ``--draws``/``--tune``/``--chains`` (default 500/500/2, no
 ESS target: scores, not a shipped posterior), the group's drift pooled with the other three
 reference groups' as ``fit`` does by default (``--no-borrow-drift``: its own alone). Results
-go to ``--out`` (JSON lines, one per fit) as they come: a killed run resumes where it stopped. A figure of median |delta| and
-coverage against budget is written to ``--figure``.
+go to ``--out`` (JSON lines, one per fit) as they come: a killed run resumes where it
+stopped. A figure of median |delta| and coverage against budget is written to ``--figure``.
+
+``--split top`` is the settling split: the goal is the fitting grid's configurations at its
+largest depth or width, which leave the pool; choices are settled there and reported on the
+extrapolation sets. ``--only-suggest`` skips the baselines (a fifth of the fits).
 
 Last line: ``budget30_ratio=<per group: suggest's median |delta| at 30 % / the full pool's>
 beats_random=<per group: fraction of budgets below 100 % where suggest's median |delta| is
@@ -53,10 +57,15 @@ RUN = ["depth", "width", "n_train", "seed"]
 RANDOM_SEEDS = 5
 
 
-def pool_of(group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The group's fitting grid, its runs (with ``compute``: measured seconds) and the
-    extrapolation set."""
+def pool_of(group: str, split: str = "ext") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The pool (the group's fitting grid), its runs (with ``compute``: measured seconds) and
+    the goal: the extrapolation set (``split="ext"``) or, on the settling split ``"top"``, the
+    fitting grid's configurations at its largest depth or width, which then leave the pool."""
     grid = read_grid(RESULTS / f"{group}.csv")
+    target = read_grid(RESULTS / f"{group}_extrapolation.csv")
+    if split == "top":
+        top = (grid["depth"] == grid["depth"].max()) | (grid["width"] == grid["width"].max())
+        grid, target = grid[~top].reset_index(drop=True), grid[top].reset_index(drop=True)
     secs = read_only(RESULTS / f"{group}.sqlite",
                      "SELECT run_id, SUM(seconds) AS compute FROM rounds GROUP BY run_id")
     runs = grid.groupby(RUN + ["run_id"], as_index=False).agg(
@@ -65,7 +74,6 @@ def pool_of(group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     runs = runs.merge(secs, on="run_id", how="left")
     if runs["compute"].isna().any():
         raise SystemExit(f"{group}: runs without measured seconds in its store")
-    target = read_grid(RESULTS / f"{group}_extrapolation.csv")
     return grid, runs.reset_index(drop=True), target
 
 
@@ -143,7 +151,7 @@ class Bench:
         return r, post
 
     def group(self, group: str) -> None:
-        grid, runs, target = pool_of(group)
+        grid, runs, target = pool_of(group, self.args.split)
         total = float(runs["compute"].sum())
         start = start_runs(runs, total)
         levels = [b * total for b in BUDGETS]
@@ -168,6 +176,8 @@ class Bench:
             idx = runs.reset_index().merge(picks[RUN], on=RUN)["index"].tolist()
             chosen = fill([], runs, chosen + idx, levels[k])  # (within budget by construction)
             _, post = self.fit_score(group, "suggest", b, 0, grid, runs, chosen, target)
+        if self.args.only_suggest:
+            return
         orders = {"cheapest": list(runs.sort_values(["compute", "params_total"]).index),
                   "largest": list(runs.sort_values(["params_total", "n_train", "compute"],
                                                    ascending=False).index)}
@@ -257,6 +267,12 @@ def main() -> None:
     ap.add_argument("--borrow-drift", action=argparse.BooleanOptionalAction, default=True,
                     help="each group's drift pooled with the other reference groups', as `fit` "
                          "does by default (--no-borrow-drift: its own alone; use another --out)")
+    ap.add_argument("--split", choices=("ext", "top"), default="ext",
+                    help="the goal: the extrapolation set (ext, reported), or the fitting "
+                         "grid's largest depth and width, out of the pool (top, for settling "
+                         "choices)")
+    ap.add_argument("--only-suggest", action="store_true",
+                    help="fit the start, the whole pool and suggest's choices only")
     ap.add_argument("--report-only", action="store_true", help="only print what --out holds")
     args = ap.parse_args()
     bench = Bench(args)

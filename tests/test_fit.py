@@ -209,6 +209,27 @@ def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
     assert width[1] != pytest.approx(np.log(alone["upper"] / alone["lower"])[1], rel=1e-3)
 
 
+def test_a_configuration_off_the_grid_corner_lies_beyond_it(fitted):
+    """On a grid that is no full cross product (here: without its deep wide networks), a
+    configuration as deep as the deep ones and as wide as the wide ones lies beyond the grid,
+    though no axis' largest value is exceeded: its band widens by the discrepancy and `beyond`
+    names the axes on which its nearest trained configuration falls short."""
+    post = Posterior.load(fitted / "post.nc")
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": [4, 2], "n_train": 4000,
+                         "width": [64, 64], "density": 0.02})
+    rows["params_total"] = synthetic_params(rows["depth"], rows["width"])
+    whole = post.summary(rows, band="prediction")
+    assert list(whole["beyond"]) == ["", ""]
+    trained = post._trained["syn-a/syn-x"]
+    post._trained["syn-a/syn-x"] = trained[~((trained[:, 0] == 4) & (trained[:, 1] == 64))]
+    cut = post.summary(rows, band="prediction")
+    assert cut["beyond"].iloc[0] in ("depth", "width")  # the nearer of (2, 64) and (4, 16)
+    assert cut["beyond"].iloc[1] == ""
+    width = np.log(cut["upper"] / cut["lower"]) / np.log(whole["upper"] / whole["lower"])
+    assert width.iloc[0] > 1.2
+    assert width.iloc[1] == pytest.approx(1.0)
+
+
 def test_hdi_of_a_known_distribution():
     x = np.random.default_rng(0).standard_normal((1, 200_000))
     lo, hi = hdi(x, 0.9)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune.errors import UserError
-from bayes_prune.grid import COLUMNS, random_errors, read_grid, validate, write_grid
+from bayes_prune.grid import COLUMNS, log_excess, random_errors, read_grid, validate, write_grid
 from bayes_prune.synthetic import simulate_grid
 
 
@@ -95,3 +95,20 @@ def test_random_errors_from_column_or_registry(grid):
     assert np.allclose(random_errors(real), 0.9)
     with pytest.raises(UserError, match="unknown task 'syn-x'; known tasks: mnist1d"):
         random_errors(grid.drop(columns="random_error"))
+
+
+def test_log_excess_is_over_the_nearest_trained_configuration():
+    """Zero for a configuration some trained one dominates; else the excess over the trained
+    configuration that leaves the least weighted squared excess."""
+    trained = np.array([[1, 32, 4000], [3, 16, 4000]], float)
+    sizes = np.array([[2, 16, 1000], [3, 32, 4000], [4, 32, 4000]], float)
+    ex = log_excess(sizes, trained)
+    assert np.allclose(ex[0], 0)
+    assert np.allclose(ex[1], [0, np.log(2), 0])  # (3, 16): 2x narrower; (1, 32): 3x shallower
+    assert np.allclose(ex[2], [np.log(4 / 3), np.log(2), 0])
+    # depth drifting 100x faster: the shallow wide network stays the farther one
+    assert np.allclose(log_excess(sizes[1:2], trained, np.array([100.0, 1.0, 1.0])),
+                       [[0, np.log(2), 0]])
+    # width drifting 100x faster: the shallow wide one is nearer
+    assert np.allclose(log_excess(sizes[1:2], trained, np.array([1.0, 100.0, 1.0])),
+                       [[np.log(3), 0, 0]])

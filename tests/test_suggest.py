@@ -165,10 +165,10 @@ def test_linear_gaussian_ranks_like_importance_weighting():
     n = len(cands)
     alone = extrapolation_discrepancy(grid.merge(small[key], on=key), borrow=False)
     # measured: Spearman 0.75 borrowed, 0.93 alone, against the reweighting at 2 x 1,000
-    # outer draws (0.80 and 0.94 at 4 x 1,000). Borrowed, the drift of a candidate beyond the grid is a mixture of four
-    # groups' rates (0.2-3.5 per log unit), heavy-tailed, and a measurement that tells which
-    # one is worth more than its Gaussian value says; the best run by the Gaussian value is
-    # among reweighting's three best either way
+    # outer draws (0.80 and 0.94 at 4 x 1,000). Borrowed, the drift of a candidate beyond the
+    # grid is a mixture of four groups' rates (0.2-3.5 per log unit), heavy-tailed, and a
+    # measurement that tells which one is worth more than its Gaussian value says; the best
+    # run by the Gaussian value is among reweighting's three best either way
     for disc, rho in ((post.meta["discrepancy"], 0.65), (alone, 0.85)):
         post.meta["discrepancy"] = disc
         sim = s.simulate(post, cands.reset_index(drop=True), goal)
@@ -238,7 +238,8 @@ def test_cli_bad_candidates_exit_2(tmp_path):
 
 def test_a_grid_grown_toward_the_goal_shrinks_its_discrepancy(reference):
     """A goal beyond the grid carries the extrapolation discrepancy; a run at a larger
-    configuration is worth the part of it that the larger grid removes."""
+    configuration is worth the part of it that the larger grid removes, and a run that is
+    larger on some axes only removes no more than its nearness to the goal allows."""
     goal = s.goal_query(pd.DataFrame({"arch": ["mlp"], "task": ["mnist1d"], "depth": [6],
                                       "width": [512], "n_train": [8000], "density": [0.1]}))
     cands = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": [6, 1],
@@ -247,12 +248,19 @@ def test_a_grid_grown_toward_the_goal_shrinks_its_discrepancy(reference):
                           "prune_fraction": 0.2, "stop_within": 0.1})
     sim = s.simulate(reference, cands, goal)
     disc = sim["disc"]
-    now = disc.total(disc.maxes())
+    now = disc.total(disc.trained())
     assert now > 0
-    covered = {**disc.maxes(), "mlp/mnist1d": np.array([6.0, 512.0, 8000.0])}
-    assert disc.total(covered) == 0
-    halfway = {**disc.maxes(), "mlp/mnist1d": np.array([5.0, 384.0, 6000.0])}
-    assert 0 < disc.total(halfway) < now
+
+    def grown(*config):
+        grids = disc.trained()
+        return {**grids, "mlp/mnist1d": np.vstack([grids["mlp/mnist1d"], config])}
+
+    assert disc.total(grown(6, 512, 8000)) == 0
+    assert 0 < disc.total(grown(5, 384, 6000)) < now
+    # a shallow network as wide as the goal, on as much data: the goal is still 6x deeper than
+    # it, and 1.5x deeper, 2x wider and 2x larger in data than the deepest trained ones; the
+    # largest value per axis would call the goal only 1.5x deeper than the grid
+    assert disc.total(grown(1, 512, 8000)) > disc.total(grown(4, 512, 8000)) > 0
     picks = s.greedy(sim, np.ones(2), 1)
     assert picks[0]["index"] == 0  # the run at the goal, not the small one
 
