@@ -110,8 +110,8 @@ _EXTRAPOLATION_CAVEAT = ("on the reference extrapolation sets such 90 % bands co
 
 
 def _run_query(args) -> None:
+    from .beyond import NEVER_FITTED
     from .inputs import check_query_rows
-    from .posterior import NEVER_FITTED
 
     rows = check_query_rows(_query_rows(args), args.from_csv)
     post = _load_posterior(args.posterior)

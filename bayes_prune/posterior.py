@@ -37,9 +37,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import kernels
+from .beyond import Beyond
 from .coords import CURVATURE, Centres, dense_law, laws, pooling_cov
 from .errors import UserError
-from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, log_excess
+from .grid import CONFIG_KEY
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
 from .priors import Priors
 
@@ -50,7 +51,6 @@ QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
 # the shipped posterior of the reference grids (bayes_prune.reference), loaded by that name
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference.nc"
-NEVER_FITTED = "pair never fitted"  # beyond_grid's answer for an (arch, task) with no grid
 _CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
 
@@ -87,10 +87,15 @@ class Posterior:
         # weight counts do not depend on n_train: (task, arch, depth, width) -> params_total
         self._sizes = {k[:4]: float(self.configs["params_total"][i])
                        for k, i in self._config_index.items()}
-        # each group's fitted (depth, width, n_train): what lies beyond them (beyond_grid,
-        # the discrepancy)
-        self._trained = {f"{a}/{t}": part[list(SIZE_AXES)].to_numpy(float) for (a, t), part
-                         in self.configs.groupby(GROUP_KEY)}
+
+    @property
+    def beyond(self) -> Beyond:
+        """Where a configuration lies beyond its group's grid, and the drift it carries there
+        (:class:`bayes_prune.beyond.Beyond`), kept until ``meta`` is replaced."""
+        cached = self.__dict__.get("_beyond")
+        if cached is None or cached.meta is not self.meta:
+            cached = self._beyond = Beyond(self.meta, self.configs, self.n_draws)
+        return cached
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -332,7 +337,8 @@ class Posterior:
             # the invariant's discrepancy draws from a stream of its own: the other draws of
             # a row do not depend on whether, or how many, rows lie beyond the grid
             # the drift rates: one per draw, shared by every chunk of the group
-            drift = self._drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2]))
+            drift = self.beyond.drift_rates(f"{arch}/{task}",
+                                            np.random.default_rng([seed, g, 2]))
             n_centre = self._n_centre(arch, task)
             jobs += [(theta, noise, eps0, n_test_group, (pivot, n_centre), i,
                       _stream(seed, g, a), _stream(seed, g, a, 1), f"{arch}/{task}", drift)
@@ -355,7 +361,7 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
-            spread = self._discrepancy_var(group, uniq, drift) if discrepancy else None
+            spread = self.beyond.discrepancy_var(group, uniq, drift) if discrepancy else None
             log_np = self._dense_draws(uniq, dense_law(theta, self.centres, np.float32(eps0)),
                                        eps0, tau, spread, rng, fused)
             shift, at = None, np.full(len(uniq), -1)
@@ -416,9 +422,10 @@ class Posterior:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
         (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
         from the dense law plus the configuration scatter ``tau`` and, for those beyond the
-        grid, the discrepancy (``spread`` from :meth:`_discrepancy_var`, or ``None``), both in
-        one normal draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per
-        untrained configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
+        grid, the discrepancy (``spread`` from
+        :meth:`bayes_prune.beyond.Beyond.discrepancy_var`, or ``None``), both in one normal
+        draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per untrained
+        configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
         trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
         out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
         new = np.flatnonzero(trained < 0)
@@ -444,71 +451,6 @@ class Posterior:
         if len(old):
             out[old] = self.draws["log_eps_np_config"][:, trained[old]].T
         return out
-
-    def _drift_rates(self, group: str, rng) -> dict | None:
-        """The group's drift rates ``{"sd_dense"|"sd_invariant": {axis: k}}``, ``k`` of shape
-        ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
-        pooling share plus an equal part of the rest, each other group that measured the axis
-        with an equal part (:func:`bayes_prune.discrepancy._pool`). The band then carries the
-        population's spread of drifts, not only its mean square. Fits stored before the rates
-        were pooled give their one rate, ``(1,)``. ``None`` without a discrepancy."""
-        disc = self.meta.get("discrepancy") or {}
-        info = disc.get(group)
-        if not info:
-            return None
-        out = {name: {} for name in RATES}
-        for a in info["sd_dense"]:
-            measured = [g for g, i in disc.items() if i.get("evidence", {}).get(a, 0) > 0]
-            if "own" not in info or not measured:
-                for name in out:
-                    out[name][a] = np.array([info[name][a]], np.float32)
-                continue
-            share = info["pooled"].get(a, 0.0)
-            w = np.array([(1 - share) / len(measured) + share * (g == group) for g in measured])
-            pick = rng.choice(len(measured), self.n_draws, p=w / w.sum())
-            for name in out:
-                out[name][a] = np.array([disc[g]["own"][name][a] for g in measured],
-                                        np.float32)[pick]
-        return out
-
-    def _drift_weights(self, group: str) -> np.ndarray | None:
-        """The group's squared drift rate per size axis, dense and invariant summed (``None``
-        without a stored discrepancy): how much a unit of log excess on each axis costs."""
-        info = (self.meta.get("discrepancy") or {}).get(group)
-        return None if not info else np.array(
-            [info["sd_dense"].get(a, 0.0) ** 2 + info["sd_invariant"].get(a, 0.0) ** 2
-             for a in SIZE_AXES])
-
-    def _excess(self, group: str, sizes: np.ndarray,
-                trained: np.ndarray | None = None) -> np.ndarray:
-        """The log excess of configurations ``sizes`` (rows of depth, width, n_train) over
-        the group's nearest fitted configuration (or of ``trained``, a grid grown by
-        ``suggest``; :func:`bayes_prune.grid.log_excess`), near by the group's drift weights
-        (:meth:`_drift_weights`; equal without them)."""
-        return log_excess(sizes, self._trained[group] if trained is None else trained,
-                          self._drift_weights(group))
-
-    def _discrepancy_var(self, group: str, uniq, drift: dict | None):
-        """The model-discrepancy of the configurations ``uniq`` (as for :meth:`_dense_draws`)
-        that lie outside their group's grid: ``(positions, dense variance, invariant
-        variance)``, float32 of shape ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over
-        the axes ``a`` (depth, width, n_train), ``d_a`` the log excess over the nearest fitted
-        configuration (:meth:`_excess`) and ``k_a`` the rates ``drift`` (:meth:`_drift_rates`).
-        ``None`` if none is outside (or the fit was made without the discrepancy)."""
-        info = (self.meta.get("discrepancy") or {}).get(group)
-        if not info or drift is None:
-            return None
-        ex = self._excess(group, np.array([[k[CONFIG_KEY.index(a)] for a in SIZE_AXES]
-                                           for k in uniq], float))
-        d = {a: ex[:, SIZE_AXES.index(a)] for a in info["sd_dense"]}
-        out = np.flatnonzero(np.any([x > 0 for x in d.values()], axis=0))
-        if not len(out):
-            return None
-        d2 = np.stack([d[a][out] ** 2 for a in d], axis=1).astype(np.float32)
-        # one column when every rate is one number, else one per draw
-        m = max(len(drift[name][a]) for name in drift for a in d)
-        return (out, *(d2 @ np.stack([np.broadcast_to(drift[name][a], (m,)) ** 2 for a in d])
-                       for name in RATES))
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
@@ -540,28 +482,10 @@ class Posterior:
         return out
 
     def beyond_grid(self, rows: pd.DataFrame) -> pd.Series:
-        """Per row: the axes (of ``depth``, ``width``, ``n_train``) on which it lies beyond
-        the nearest fitted configuration of its (arch, task) group (:meth:`_excess`),
-        comma-separated; ``""`` inside the grid (some fitted configuration is at least as
-        large on every axis), :data:`NEVER_FITTED` for a pair without a grid. An
-        extrapolation: its band carries the discrepancy the fit measured (when stored), and on
-        the reference extrapolation sets such bands under-cover."""
-        sizes = rows[list(SIZE_AXES)].to_numpy(float)
-        over = np.zeros(sizes.shape, bool)
-        never = np.zeros(len(rows), bool)
-        for (arch, task), idx in rows.groupby(GROUP_KEY, sort=False).indices.items():
-            group = f"{arch}/{task}"
-            if group not in self._trained:  # a pair never fitted: no grid at all
-                never[idx] = True
-            else:
-                over[idx] = self._excess(group, sizes[idx]) > 0
-        # one label per pattern of axes beyond (2^3 of them), picked per row: a Python loop
-        # over the rows took a third of a 10,000-row summary
-        labels = np.array([",".join(a for k, a in enumerate(SIZE_AXES) if code >> k & 1)
-                           for code in range(1 << len(SIZE_AXES))] + [NEVER_FITTED], dtype=object)
-        code = over @ (1 << np.arange(len(SIZE_AXES)))
-        code[never] = len(labels) - 1
-        return pd.Series(labels[code], index=range(len(rows)), dtype=object)
+        """Per row: the axes on which it lies beyond its group's grid
+        (:meth:`bayes_prune.beyond.Beyond.axes`), ``""`` inside it,
+        :data:`bayes_prune.beyond.NEVER_FITTED` for a pair without a grid."""
+        return self.beyond.axes(rows)
 
     def design(self, target_error: float, prob: float, candidates: pd.DataFrame | None = None,
                band: str = "prediction") -> pd.DataFrame:

@@ -229,7 +229,7 @@ class _Discrepancy:
 
     def trained(self) -> dict:
         """Each fitted group's trained configurations (rows of depth, width, n_train)."""
-        return {g: t for g, t in self.post._trained.items()
+        return {g: t for g, t in self.post.beyond.trained.items()
                 if g in self.info and not self.info[g].get("borrowed")}
 
     def _weight(self, trained: dict) -> np.ndarray:
@@ -239,8 +239,8 @@ class _Discrepancy:
             if i is None or g not in trained:
                 continue
             at = np.flatnonzero(self.groups == g)
-            excess = self.post._excess(g, self.sizes[at], trained[g])
-            out[at] = (excess ** 2 * self.post._drift_weights(g)).sum(axis=1)
+            excess = self.post.beyond.excess(g, self.sizes[at], trained[g])
+            out[at] = (excess ** 2 * self.post.beyond.drift_weights(g)).sum(axis=1)
         return out
 
     def total(self, trained: dict) -> float:

@@ -196,7 +196,7 @@ def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
     post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=False)
     alone = post.summary(rows, band="prediction")
     post.meta["discrepancy"] = extrapolation_discrepancy(grid, borrow=True)
-    drift = post._drift_rates("syn-a/syn-x", np.random.default_rng(0))
+    drift = post.beyond.drift_rates("syn-a/syn-x", np.random.default_rng(0))
     assert drift["sd_invariant"]["depth"].max() == pytest.approx(
         REFERENCE_GROUPS["cnn/fashion-mnist"]["sd_invariant"]["depth"], rel=1e-6)
     borrowed = post.summary(rows, band="prediction")
@@ -220,8 +220,8 @@ def test_a_configuration_off_the_grid_corner_lies_beyond_it(fitted):
     rows["params_total"] = synthetic_params(rows["depth"], rows["width"])
     whole = post.summary(rows, band="prediction")
     assert list(whole["beyond"]) == ["", ""]
-    trained = post._trained["syn-a/syn-x"]
-    post._trained["syn-a/syn-x"] = trained[~((trained[:, 0] == 4) & (trained[:, 1] == 64))]
+    trained = post.beyond.trained["syn-a/syn-x"]
+    post.beyond.trained["syn-a/syn-x"] = trained[~((trained[:, 0] == 4) & (trained[:, 1] == 64))]
     cut = post.summary(rows, band="prediction")
     assert cut["beyond"].iloc[0] in ("depth", "width")  # the nearer of (2, 64) and (4, 16)
     assert cut["beyond"].iloc[1] == ""

@@ -165,7 +165,7 @@ def test_each_draw_drifts_like_one_group_with_the_pooled_mean_square(post):
     own rates."""
     disc = post.meta["discrepancy"]
     for group, info in disc.items():
-        drift = post._drift_rates(group, np.random.default_rng(0))
+        drift = post.beyond.drift_rates(group, np.random.default_rng(0))
         for name in ("sd_dense", "sd_invariant"):
             for axis, k in drift[name].items():
                 assert k.shape == (post.n_draws,)
@@ -176,6 +176,21 @@ def test_each_draw_drifts_like_one_group_with_the_pooled_mean_square(post):
                 se = np.std(k2) / np.sqrt(len(k2))
                 assert abs(np.mean(k2) - info[name][axis] ** 2) <= 4 * se + 1e-6, \
                     f"{group} {name} {axis}"
+
+
+def test_a_copy_with_another_discrepancy_bands_by_it(post):
+    """A copy of the posterior whose meta is replaced (as benchmarks/drift_rules.py scores
+    rules from one posterior) draws by its own discrepancy, and the original by its."""
+    import copy
+
+    rows = pd.DataFrame({"arch": ["mlp"], "task": ["mnist1d"], "depth": [8], "width": [1024],
+                         "n_train": [16000], "density": [0.1]})
+    before = post.summary(rows)
+    ruled = copy.copy(post)
+    ruled.meta = dict(post.meta, discrepancy={})
+    narrow = ruled.summary(rows)
+    assert (narrow["upper"] - narrow["lower"]).iloc[0] < (before["upper"] - before["lower"]).iloc[0]
+    pd.testing.assert_frame_equal(post.summary(rows), before)
 
 
 @pytest.mark.parametrize("band", ["expected", "prediction"])
