@@ -235,8 +235,7 @@ class _Discrepancy:
     def _weight(self, trained: dict) -> np.ndarray:
         out = np.zeros(len(self.groups))
         for g in np.unique(self.groups):
-            i = self.info.get(g)
-            if i is None or g not in trained:
+            if g not in trained:  # (trained() holds only the fitted groups with a discrepancy)
                 continue
             at = np.flatnonzero(self.groups == g)
             excess = self.post.beyond.excess(g, self.sizes[at], trained[g])
