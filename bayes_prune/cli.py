@@ -18,9 +18,10 @@ from .cli_answer import (
     _add_plot,
     _add_query,
     _add_reference,
-    _plain,
 )
+from .cli_evaluate import _add_evaluate
 from .cli_grid import _add_grid, _add_import
+from .cli_options import _add_budget, _add_variants, _variants
 from .cli_suggest import _add_suggest
 from .errors import UserError
 from .sampler import ESCALATED_ACCEPT, MAX_DRAWS, SMALL_GRID, TARGET_ACCEPT, TUNE, Target
@@ -379,150 +380,6 @@ def _run_fit(args) -> None:
                   if (rows["identified"] == kind).any()))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
 
-
-def _add_budget(p) -> None:
-    """The sampler's budget, for `fit` and `evaluate` (None: :func:`bayes_prune.sampler.
-    defaults_for` the grid's size)."""
-    p.add_argument("--draws", type=int, default=None,
-                   help="most draws per chain; the chains stop sooner once the ESS target "
-                        f"(fit's --ess-target) is met (default: {MAX_DRAWS})")
-    p.add_argument("--tune", type=int, default=None,
-                   help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
-                        f"{SMALL_GRID} points)")
-
-
-def _add_variants(p) -> None:
-    """The law's variants, for `fit` and `evaluate` (each on by default; `--paper-law` turns all
-    three off), and the extrapolation discrepancy (on)."""
-    on = argparse.BooleanOptionalAction
-    p.add_argument("--p-depends-on-n", action=on, default=True,
-                   help="variant: log p' gets a slope in log n_train (on by default)")
-    p.add_argument("--gamma-depends-on-n", action=on, default=True,
-                   help="variant: log gamma gets a slope in log n_train (on by default)")
-    p.add_argument("--curved", action=on, default=True,
-                   help="variant: the invariant log m* gets curvature terms in log depth and "
-                        "log width (phi2, psi2; prior centred at 0): bands that widen with "
-                        "the distance of an extrapolation (on by default)")
-    p.add_argument("--paper-law", action="store_true",
-                   help="the paper's law as published: all three variants off (they score "
-                        "better beyond the grid, experiments/README.md)")
-    p.add_argument("--no-discrepancy", action="store_true",
-                   help="do not widen the bands of configurations outside the grid (deeper, "
-                        "wider, more data) by the law's extrapolation miss, as measured by "
-                        "nested splits of the grid (fit up to a depth, width or n_train, predict "
-                        "beyond it); on by default")
-    p.add_argument("--borrow-drift", action=argparse.BooleanOptionalAction, default=True,
-                   help="pool the extrapolation discrepancy's drift with the shipped reference "
-                        "groups this grid does not hold, as if fitted beside it: a grid of one "
-                        "group then carries their drift beyond its sizes (reference groups "
-                        "fitted alone: 90 %% coverage of their extrapolation sets 60-91 -> "
-                        "65-94 %%, 3 of 4 in 85-95 %%); on by default, --no-borrow-drift for "
-                        "the grid's own drift alone")
-    p.add_argument("--ar1", action="store_true",
-                   help="correlate the residuals of a run's successive rounds (AR(1) per "
-                        "group): a trajectory then counts for fewer independent points, and "
-                        "the coefficients' bands widen accordingly")
-    p.add_argument("--runs-mode", choices=("latent", "auto", "measured"), default="latent",
-                   help="each run's dense error: latent (default) samples every run's; auto "
-                        "takes a run's measured dense point (round 0), with its test set's "
-                        "noise, where it has one and samples it where it has none: 2-3x "
-                        "faster on the reference grids, but worse held-out bands for the "
-                        "Fashion-MNIST groups (README, 'Fit speed'); measured refuses a run "
-                        "without a dense point")
-
-
-def _variants(args) -> dict:
-    return {**{k: getattr(args, k) and not args.paper_law
-               for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
-            "discrepancy": not args.no_discrepancy, "borrow_drift": args.borrow_drift,
-            "ar1": args.ar1,
-            "runs_mode": args.runs_mode}
-
-
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser(
-        "evaluate", help="extrapolation: fit on some configurations, score the others",
-        description="Fit on the fitting set and predict the held-out set with the Bayesian "
-                    "model and two baselines (the paper's least squares; least squares with "
-                    "bootstrap intervals over configurations); score median |delta|, mean and "
-                    "std of delta, coverage of the 50 % and 90 % bands and the log predictive "
-                    "density per (arch, task) group. Also prints the paper's fit-quality table.")
-    p.add_argument("grid", metavar="GRID", nargs="+", help="error grid(s) to fit on")
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--holdout", nargs="+", metavar="FILE",
-                     help="held-out grid(s) (e.g. an extrapolation set); GRID is all fitted")
-    how.add_argument("--split", metavar="params<=X",
-                     help="fit the configurations with at most X weights, hold out the rest")
-    how.add_argument("--leave-configs-out", type=int, metavar="K",
-                     help="interpolation: hold out K interior configurations per group (between "
-                          "trained ones on every axis with 3+ values), drawn with --seed")
-    p.add_argument("--leave-group-out", action="store_true",
-                   help="with --holdout: for each held-out group, fit GRID plus the other "
-                        "groups' held-out rows and predict its own (what a new group sees)")
-    p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
-                   default=["bayes", "lsq", "bootstrap"], help="methods (default: all three)")
-    _add_budget(p)
-    p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
-    _add_variants(p)
-    p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON list, an object per group and method with keys arch, "
-                        "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
-                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, and for bayes "
-                        "the fit's max_rhat, min_ess_bulk, divergences")
-    p.set_defaults(func=_run_evaluate)
-
-
-def _run_evaluate(args) -> None:
-    from . import evaluate
-    from .grid import read_grids
-    from .inputs import check_least_squares, least_squares_groups
-
-    if args.leave_group_out and not args.holdout:
-        raise UserError("--leave-group-out needs --holdout (the groups' held-out sets)")
-    grid = read_grids(args.grid)
-    if args.split:
-        fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
-        fit_source = f"{' + '.join(args.grid)} (--split {args.split})"
-    elif args.leave_configs_out is not None:
-        fit_grid, held = evaluate.interior_configs(grid, args.leave_configs_out, args.seed)
-        fit_source = f"{' + '.join(args.grid)} (--leave-configs-out)"
-        from .grid import CONFIG_KEY
-
-        out = held[CONFIG_KEY].drop_duplicates()
-        print(f"held out ({len(out)} interior configuration(s), --seed {args.seed}): "
-              + "; ".join(f"{r.arch}/{r.task} depth {r.depth} width {r.width} n_train "
-                          f"{r.n_train}" for r in out.itertuples(index=False)), file=sys.stderr)
-    else:
-        fit_grid, held = grid, read_grids(args.holdout)
-        fit_source = " + ".join(args.grid)
-    if {"lsq", "bootstrap"} & set(args.methods):
-        check_least_squares(fit_grid, fit_source)
-    run = evaluate.leave_group_out if args.leave_group_out else evaluate.evaluate
-    rows = run(fit_grid, held, methods=args.methods, n_boot=args.n_boot, seed=args.seed,
-               draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
-               log=lambda text: print(text, file=sys.stderr, flush=True), **_variants(args))
-    if args.json:
-        print(json.dumps(rows, indent=1, default=_plain))
-        return
-    import pandas as pd
-
-    print(f"fitted {len(fit_grid)} points, held out {len(held)}")
-    print(pd.DataFrame(rows).to_string(index=False, na_rep="-",
-                                       float_format=lambda x: f"{x:.4g}"))
-    fittable, refused = least_squares_groups(fit_grid)
-    if fittable:
-        keep = fit_grid.set_index(["arch", "task"]).index.isin(fittable)
-        try:
-            quality = evaluate.fit_quality(fit_grid[keep]).fillna("-")
-        except UserError as exc:  # runs without a dense point: least squares cannot fit them
-            print(f"\n(no least-squares fit quality: {exc})")
-        else:
-            print("\nfit quality of the paper's least squares on the fitting set:")
-            print(quality.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    for text in refused:
-        print(f"(no least-squares fit quality for {text}: too few shapes)")
 
 
 COMMANDS = (_add_lsq, _add_synth, _add_demo, _add_grid, _add_fit, _add_query, _add_design,

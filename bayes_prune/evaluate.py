@@ -32,8 +32,8 @@ from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
-           "predict_bayes", "score", "evaluate", "leave_group_out", "interior_configs",
-           "fit_quality", "extrapolation_discrepancy"]
+           "predict_bayes", "score", "score_posterior", "evaluate", "leave_group_out",
+           "interior_configs", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
 
@@ -186,12 +186,37 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
             log(f"{method}: done in {seconds:.0f} s" + "".join(
                 f", {k} {v:.4g}" for k, v in sampler.items() if v is not None))
         noise = _lsq_residual_sd(fit_grid) if method == "lsq" else None
-        for key, held in holdout.groupby(GROUP_KEY, sort=True):
-            i = held.index.to_numpy()
-            rows.append({"arch": key[0], "task": key[1], "method": method,
-                         **score(held, draws[i], noise_sd=noise), "seconds": seconds,
-                         **sampler})
+        rows += _group_rows(holdout, draws, method, seconds, sampler, noise)
     return rows
+
+
+def _group_rows(holdout: pd.DataFrame, draws: np.ndarray, method: str, seconds: float,
+                sampler: dict, noise: float | None = None) -> list[dict]:
+    """One row of scores per (arch, task) group of ``holdout`` (``draws`` aligned with its
+    index, which runs 0..n-1)."""
+    rows = []
+    for key, held in holdout.groupby(GROUP_KEY, sort=True):
+        i = held.index.to_numpy()
+        rows.append({"arch": key[0], "task": key[1], "method": method,
+                     **score(held, draws[i], noise_sd=noise), "seconds": seconds, **sampler})
+    return rows
+
+
+def score_posterior(post, holdout: pd.DataFrame, seed: int = 0,
+                    log: Callable[[str], None] | None = None) -> list[dict]:
+    """A saved posterior's prediction band scored on ``holdout`` (nothing is fitted): rows as
+    :func:`evaluate`'s Bayesian ones, with the saved fit's diagnostics and ``seconds`` the
+    prediction's time. ``holdout`` may lie beyond the fitted grid (the band then carries the
+    extrapolation discrepancy the fit measured) or hold groups it never fitted, as ``query``
+    answers them."""
+    holdout = holdout.reset_index(drop=True)
+    start = time.perf_counter()
+    if log:
+        log(f"bayes: the saved posterior predicting {len(holdout)} points")
+    draws = np.log(post.predict_draws(holdout, band="prediction", seed=seed))
+    seconds = time.perf_counter() - start
+    sampler = {k: post.diagnostics.get(k) for k in DIAGNOSTIC_KEYS}
+    return _group_rows(holdout, draws, "bayes", seconds, sampler)
 
 
 def leave_group_out(fit_grid: pd.DataFrame, holdout: pd.DataFrame,

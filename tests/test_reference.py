@@ -258,3 +258,32 @@ def test_the_fused_path_is_taken_when_it_pays(monkeypatch):
     monkeypatch.setenv("BAYES_PRUNE_FUSED", "yes")
     with pytest.raises(UserError, match="BAYES_PRUNE_FUSED"):
         kernels.use(10**12)
+
+
+def test_evaluate_scores_the_saved_posterior_without_fitting(post, tmp_path):
+    """`evaluate --posterior`: a saved posterior's prediction band on a held-out grid, the
+    same scores as its draws give, the saved fit's diagnostics, and the baselines on GRID."""
+    from bayes_prune.evaluate import score
+    from bayes_prune.grid import read_grid
+
+    held_csv = reference.RESULTS / "mnist1d_cnn_extrapolation.csv"
+    r = _cli("evaluate", "--posterior", "reference", "--holdout", held_csv, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["arch"], x["task"], x["method"]) for x in rows] == [("cnn", "mnist1d", "bayes")]
+    held = read_grid(held_csv)
+    want = score(held, np.log(post.predict_draws(held, band="prediction", seed=0)))
+    assert rows[0]["coverage_90"] == pytest.approx(want["coverage_90"])
+    assert rows[0]["median_abs_delta"] == pytest.approx(want["median_abs_delta"])
+    assert rows[0]["max_rhat"] == pytest.approx(post.diagnostics["max_rhat"])
+    assert 0 < rows[0]["coverage_50"] < rows[0]["coverage_90"] <= 1
+    # with a grid, the baselines are fitted on it beside the saved posterior's row
+    r = _cli("evaluate", reference.RESULTS / "mnist1d_cnn.csv", "--posterior", "reference",
+             "--holdout", held_csv, "--methods", "bayes", "lsq", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [x["method"] for x in json.loads(r.stdout)] == ["bayes", "lsq"]
+    # what needs a fit is refused in one line
+    r = _cli("evaluate", "--posterior", "reference", "--holdout", held_csv, "--methods", "lsq")
+    assert r.returncode == 2 and "need GRID" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("evaluate", "--posterior", tmp_path / "none.nc", "--holdout", held_csv)
+    assert r.returncode == 2 and "no such posterior" in r.stderr

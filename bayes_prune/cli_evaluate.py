@@ -1,0 +1,142 @@
+"""``bayes-prune evaluate``: fit on some configurations and score the predictions of the others
+(:mod:`bayes_prune.evaluate`), or score a saved posterior's bands on configurations it was not
+fitted on (``--posterior``). Registered by :mod:`bayes_prune.cli`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .cli_answer import _load_posterior, _plain
+from .cli_options import _add_budget, _add_variants, _variants
+from .errors import UserError
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="extrapolation: fit on some configurations, score the others",
+        description="Fit on the fitting set and predict the held-out set with the Bayesian "
+                    "model and two baselines (the paper's least squares; least squares with "
+                    "bootstrap intervals over configurations); score median |delta|, mean and "
+                    "std of delta, coverage of the 50 % and 90 % bands and the log predictive "
+                    "density per (arch, task) group. Also prints the paper's fit-quality table. "
+                    "With --posterior, nothing is fitted for the Bayesian rows: a saved "
+                    "posterior's prediction band is scored on --holdout (e.g. runs trained "
+                    "after the fit, larger than its grid).")
+    p.add_argument("grid", metavar="GRID", nargs="*",
+                   help="error grid(s) to fit on (optional with --posterior: then only the "
+                        "baselines are fitted on them)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--holdout", nargs="+", metavar="FILE",
+                     help="held-out grid(s) (e.g. an extrapolation set); GRID is all fitted")
+    how.add_argument("--split", metavar="params<=X",
+                     help="fit the configurations with at most X weights, hold out the rest")
+    how.add_argument("--leave-configs-out", type=int, metavar="K",
+                     help="interpolation: hold out K interior configurations per group (between "
+                          "trained ones on every axis with 3+ values), drawn with --seed")
+    p.add_argument("--leave-group-out", action="store_true",
+                   help="with --holdout: for each held-out group, fit GRID plus the other "
+                        "groups' held-out rows and predict its own (what a new group sees)")
+    p.add_argument("--posterior", metavar="POSTERIOR.nc",
+                   help="with --holdout: score this saved posterior ('reference': the shipped "
+                        "one) instead of fitting one; its row's diagnostics are the saved "
+                        "fit's. Methods default to bayes alone, or all three when GRID is given "
+                        "(the baselines fitted on GRID)")
+    p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
+                   default=None, help="methods (default: all three)")
+    _add_budget(p)
+    p.add_argument("--chains", type=int, default=4, help="Bayesian chains (4)")
+    _add_variants(p)
+    p.add_argument("--n-boot", type=int, default=40, help="bootstrap refits (default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list, an object per group and method with keys arch, "
+                        "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
+                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, and for bayes "
+                        "the fit's max_rhat, min_ess_bulk, divergences")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _methods(args) -> list[str]:
+    """The methods to score: as asked; by default all three, or bayes alone when a saved
+    posterior is scored without a grid for the baselines."""
+    if args.methods is None:
+        return ["bayes"] if args.posterior and not args.grid else ["bayes", "lsq", "bootstrap"]
+    if args.posterior and not args.grid and {"lsq", "bootstrap"} & set(args.methods):
+        raise UserError("--methods lsq/bootstrap with --posterior need GRID, the grid(s) the "
+                        "baselines are fitted on")
+    return args.methods
+
+
+def _run_evaluate(args) -> None:
+    from . import evaluate
+    from .grid import read_grids
+    from .inputs import check_least_squares
+
+    if args.leave_group_out and not args.holdout:
+        raise UserError("--leave-group-out needs --holdout (the groups' held-out sets)")
+    if args.posterior and (not args.holdout or args.leave_group_out):
+        raise UserError("--posterior scores a saved posterior on --holdout FILE ...; it cannot "
+                        "split a grid or leave a group out (those need fits)")
+    if not args.grid and not args.posterior:
+        raise UserError("give the error grid(s) to fit on (GRID), or --posterior to score a "
+                        "saved one")
+    methods = _methods(args)
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    grid = read_grids(args.grid) if args.grid else None
+    if args.split:
+        fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))
+        fit_source = f"{' + '.join(args.grid)} (--split {args.split})"
+    elif args.leave_configs_out is not None:
+        fit_grid, held = evaluate.interior_configs(grid, args.leave_configs_out, args.seed)
+        fit_source = f"{' + '.join(args.grid)} (--leave-configs-out)"
+        from .grid import CONFIG_KEY
+
+        out = held[CONFIG_KEY].drop_duplicates()
+        log(f"held out ({len(out)} interior configuration(s), --seed {args.seed}): "
+            + "; ".join(f"{r.arch}/{r.task} depth {r.depth} width {r.width} n_train "
+                        f"{r.n_train}" for r in out.itertuples(index=False)))
+    else:
+        fit_grid, held = grid, read_grids(args.holdout)
+        fit_source = " + ".join(args.grid)
+    if {"lsq", "bootstrap"} & set(methods):
+        check_least_squares(fit_grid, fit_source)
+    rows = []
+    if args.posterior:
+        post = _load_posterior(args.posterior)
+        rows = evaluate.score_posterior(post, held, seed=args.seed, log=log)
+        methods = [m for m in methods if m != "bayes"]
+    if methods:
+        run = evaluate.leave_group_out if args.leave_group_out else evaluate.evaluate
+        rows += run(fit_grid, held, methods=methods, n_boot=args.n_boot, seed=args.seed,
+                    draws=args.draws, tune=args.tune, chains=args.chains, progress=False,
+                    log=log, **_variants(args))
+    if args.json:
+        print(json.dumps(rows, indent=1, default=_plain))
+        return
+    import pandas as pd
+
+    print((f"fitted {len(fit_grid)} points, " if fit_grid is not None else
+           f"posterior {args.posterior}, ") + f"held out {len(held)}")
+    print(pd.DataFrame(rows).to_string(index=False, na_rep="-",
+                                       float_format=lambda x: f"{x:.4g}"))
+    if fit_grid is not None:
+        _print_fit_quality(fit_grid)
+
+
+def _print_fit_quality(fit_grid) -> None:
+    from . import evaluate
+    from .inputs import least_squares_groups
+
+    fittable, refused = least_squares_groups(fit_grid)
+    if fittable:
+        keep = fit_grid.set_index(["arch", "task"]).index.isin(fittable)
+        try:
+            quality = evaluate.fit_quality(fit_grid[keep]).fillna("-")
+        except UserError as exc:  # runs without a dense point: least squares cannot fit them
+            print(f"\n(no least-squares fit quality: {exc})")
+        else:
+            print("\nfit quality of the paper's least squares on the fitting set:")
+            print(quality.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for text in refused:
+        print(f"(no least-squares fit quality for {text}: too few shapes)")

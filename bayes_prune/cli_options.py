@@ -1,0 +1,68 @@
+"""Options that ``bayes-prune fit`` and ``bayes-prune evaluate`` share: the sampler's budget,
+the law's variants and the extrapolation discrepancy. Registered by :mod:`bayes_prune.cli` and
+:mod:`bayes_prune.cli_evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+
+from .sampler import MAX_DRAWS, SMALL_GRID, TUNE
+
+
+def _add_budget(p) -> None:
+    """The sampler's budget, for `fit` and `evaluate` (None: :func:`bayes_prune.sampler.
+    defaults_for` the grid's size)."""
+    p.add_argument("--draws", type=int, default=None,
+                   help="most draws per chain; the chains stop sooner once the ESS target "
+                        f"(fit's --ess-target) is met (default: {MAX_DRAWS})")
+    p.add_argument("--tune", type=int, default=None,
+                   help=f"tuning steps per chain (default: {TUNE}; 2000 for a grid under "
+                        f"{SMALL_GRID} points)")
+
+
+def _add_variants(p) -> None:
+    """The law's variants, for `fit` and `evaluate` (each on by default; `--paper-law` turns all
+    three off), and the extrapolation discrepancy (on)."""
+    on = argparse.BooleanOptionalAction
+    p.add_argument("--p-depends-on-n", action=on, default=True,
+                   help="variant: log p' gets a slope in log n_train (on by default)")
+    p.add_argument("--gamma-depends-on-n", action=on, default=True,
+                   help="variant: log gamma gets a slope in log n_train (on by default)")
+    p.add_argument("--curved", action=on, default=True,
+                   help="variant: the invariant log m* gets curvature terms in log depth and "
+                        "log width (phi2, psi2; prior centred at 0): bands that widen with "
+                        "the distance of an extrapolation (on by default)")
+    p.add_argument("--paper-law", action="store_true",
+                   help="the paper's law as published: all three variants off (they score "
+                        "better beyond the grid, experiments/README.md)")
+    p.add_argument("--no-discrepancy", action="store_true",
+                   help="do not widen the bands of configurations outside the grid (deeper, "
+                        "wider, more data) by the law's extrapolation miss, as measured by "
+                        "nested splits of the grid (fit up to a depth, width or n_train, predict "
+                        "beyond it); on by default")
+    p.add_argument("--borrow-drift", action=argparse.BooleanOptionalAction, default=True,
+                   help="pool the extrapolation discrepancy's drift with the shipped reference "
+                        "groups this grid does not hold, as if fitted beside it: a grid of one "
+                        "group then carries their drift beyond its sizes (reference groups "
+                        "fitted alone: 90 %% coverage of their extrapolation sets 60-91 -> "
+                        "65-94 %%, 3 of 4 in 85-95 %%); on by default, --no-borrow-drift for "
+                        "the grid's own drift alone")
+    p.add_argument("--ar1", action="store_true",
+                   help="correlate the residuals of a run's successive rounds (AR(1) per "
+                        "group): a trajectory then counts for fewer independent points, and "
+                        "the coefficients' bands widen accordingly")
+    p.add_argument("--runs-mode", choices=("latent", "auto", "measured"), default="latent",
+                   help="each run's dense error: latent (default) samples every run's; auto "
+                        "takes a run's measured dense point (round 0), with its test set's "
+                        "noise, where it has one and samples it where it has none: 2-3x "
+                        "faster on the reference grids, but worse held-out bands for the "
+                        "Fashion-MNIST groups (README, 'Fit speed'); measured refuses a run "
+                        "without a dense point")
+
+
+def _variants(args) -> dict:
+    return {**{k: getattr(args, k) and not args.paper_law
+               for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
+            "discrepancy": not args.no_discrepancy, "borrow_drift": args.borrow_drift,
+            "ar1": args.ar1,
+            "runs_mode": args.runs_mode}
