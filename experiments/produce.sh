@@ -2,16 +2,19 @@
 # Produce the reference error grids: run each spec into its own store (resumable: re-run this
 # script after an interruption), then export the grid CSV and a provenance sidecar.
 # Usage: experiments/produce.sh SPEC.toml [SPEC.toml ...]
-# Extra `grid run` options go in GRID_ARGS, e.g. GRID_ARGS="--workers 2".
+# Extra `grid run` options go in GRID_ARGS, e.g. GRID_ARGS="--workers 2"; OUT is the directory
+# the store, CSV and sidecar go to (default results/; the far sets go to results/far/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$here/results}
+mkdir -p "$out"
 for spec in "$@"; do
   name=$(basename "$spec" .toml)
-  store="$here/results/$name.sqlite"
+  store="$out/$name.sqlite"
   start=$(date +%s)
   bayes-prune grid run "$spec" --store "$store" --device cpu ${GRID_ARGS:-}
-  bayes-prune grid export --store "$store" -o "$here/results/$name.csv"
-  python - "$spec" "$store" "$here/results/$name.json" "$start" <<'PY'
+  bayes-prune grid export --store "$store" -o "$out/$name.csv"
+  python - "$spec" "$store" "$out/$name.json" "$start" <<'PY'
 import json, platform, sqlite3, subprocess, sys, time
 import torch
 spec, store, out, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
