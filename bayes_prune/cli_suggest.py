@@ -55,7 +55,9 @@ def _add_suggest(sub) -> None:
     p.add_argument("--b", type=_group_arg, metavar="ARCH/TASK", help="--goal-compare: group B")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="most training seconds for the batch (in weight-steps when no store "
-                        "gives the cost model)")
+                        "gives the cost model); with a budget the batch is also planned by "
+                        "the largest reduction that fits, and the plan that narrows the goal "
+                        "more is kept")
     p.add_argument("--n", type=int, default=10, help="most runs to pick (default: 10)")
     p.add_argument("--store", action="append", metavar="STORE.sqlite", default=None,
                    help="a store (`grid run --store`) whose measured seconds per round fit "
@@ -179,7 +181,10 @@ def _run_suggest(args) -> None:
     scale = "the coefficient's scale" if goal.kind == "compare" else "log scale"
     print(f"  posterior sd of the goal ({scale}): {summary['goal_sd_before']:.4g} now, "
           f"{summary['goal_sd_after']:.4g} expected after these {len(picks)} run(s) "
-          f"({summary['cost_total']:.4g} {unit})")
+          f"({summary['cost_total']:.4g} {unit})"
+          + (", picked by the largest reduction that fits the budget: it narrows the goal more "
+             "than picking by reduction per second" if summary["rule"] == "largest reduction"
+             else ""))
     if picks.empty:
         print("no candidate run fits the budget or would narrow the goal"
               + (f" (the cheapest costs {summary['cheapest']:.4g} {unit})"

@@ -19,7 +19,16 @@ shrinks the goal's total variance by ``tr(C_gy (C_yy + R)^-1 C_yg)``, ``R`` the 
 covariance. The batch is chosen greedily: after each pick the ensemble covariances are
 conditioned on that run (a rank-``m`` update, ``m`` its points), so a second run of the same
 configuration is worth only what its own noise adds, and ten near-copies are never picked.
-Each pick maximises variance reduction per second of training. :func:`importance_gain` computes
+Each pick maximises variance reduction per second of training.
+
+**Choice within a budget.** Picking by reduction per second alone can spend a budget on many
+cheap runs when one costly run near the goal would narrow it more, so with a budget a second
+plan is made, each pick the largest reduction that still fits, and the plan whose runs narrow
+the goal more, by the same linear-Gaussian value, is kept (the summary's ``rule``). Greedy
+choice by value per cost alone can be arbitrarily far from the best plan within a budget;
+the better of the two plans is within a constant factor of it for a submodular value
+(Khuller, Moss & Naor 1999; Leskovec et al. 2007, "cost-effective outbreak detection").
+:func:`importance_gain` computes
 the same one-run value without the Gaussian step (the draws reweighted by each simulated
 measurement's likelihood), to check that both rank candidates alike.
 
@@ -52,8 +61,8 @@ from .grid import CONFIG_KEY, SIZE_AXES
 from .law import binomial_log_var
 
 __all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "goal_compare",
-           "simulate", "greedy", "importance_gain", "suggest", "write_specs", "drop_finished",
-           "RUN_COLUMNS"]
+           "simulate", "greedy", "plan", "importance_gain", "suggest", "write_specs",
+           "drop_finished", "RUN_COLUMNS"]
 
 _DESIGN_DENSITIES = 0.8 ** np.arange(41)
 
@@ -266,9 +275,10 @@ def _design_draws(post, rows: pd.DataFrame, draws: np.ndarray, target: float) ->
 
 # ---------------------------------------------------------------------------------- choice
 def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
-           taken: np.ndarray | None = None) -> list[dict]:
+           taken: np.ndarray | None = None, per_cost: bool = True) -> list[dict]:
     """Pick up to ``n`` candidates (within ``budget``), each the one whose expected reduction
-    of the goal's total variance, given the runs picked before it, per unit cost is largest.
+    of the goal's total variance, given the runs picked before it, per unit cost is largest
+    (``per_cost=False``: the largest reduction that still fits the budget, whatever it costs).
     ``taken``: candidates never to pick. Returns one dict per pick: ``index``, ``gain``
     (variance reduction), ``var_after`` (the goal's total variance after it), ``cost``."""
     Y, G = sim["Y"], sim["G"]
@@ -309,8 +319,9 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
             gain = float(np.trace(B @ np.linalg.solve(Q, B.T)))
             if grids is not None:
                 gain += var_disc - disc.total(grown(c))
-            if gain / cost[c] > best_val:
-                best, best_val, best_gain = c, gain / cost[c], gain
+            value = gain / cost[c] if per_cost else gain
+            if value > best_val:
+                best, best_val, best_gain = c, value, gain
         if best < 0 or best_gain <= 1e-12 * max(var, 1e-300):
             break
         b = blocks[best]
@@ -329,6 +340,20 @@ def greedy(sim: dict, cost: np.ndarray, n: int, budget: float | None = None,
         picks.append({"index": int(best), "gain": best_gain, "var_after": max(var, 0.0),
                       "cost": float(cost[best])})
     return picks
+
+
+def plan(sim: dict, cost: np.ndarray, n: int, budget: float | None = None
+         ) -> tuple[list[dict], str]:
+    """The batch :func:`suggest` picks, and by which rule: by reduction per unit cost
+    (``"per second"``); with a budget also by the largest reduction that fits, keeping the plan
+    that leaves the goal the smaller variance (``"largest reduction"`` when that one is kept;
+    module docstring, "Choice within a budget")."""
+    picks = greedy(sim, cost, n, budget)
+    if budget is not None:
+        whole = greedy(sim, cost, n, budget, per_cost=False)
+        if whole and (not picks or whole[-1]["var_after"] < picks[-1]["var_after"]):
+            return whole, "largest reduction"
+    return picks, "per second"
 
 
 def importance_gain(sim: dict, c: int, outer: int = 200, seed: int = 0) -> float:
@@ -381,7 +406,7 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     var0 = float(sim["G"].var(axis=0, ddof=1).sum())
     if sim["disc"] is not None:
         var0 += sim["disc"].total(sim["disc"].trained())
-    picks = greedy(sim, cost, n, budget)
+    picks, rule = plan(sim, cost, n, budget)
     out = cands.iloc[[p["index"] for p in picks]][RUN_COLUMNS].copy().reset_index(drop=True)
     out.insert(0, "pick", np.arange(1, len(picks) + 1))
     out["params_total"] = sim["params"][[p["index"] for p in picks]]
@@ -396,7 +421,7 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     summary = {"goal": goal.label, "kind": goal.kind, "goal_sd_before": float(np.sqrt(var0 / k)),
                "goal_sd_after": float(np.sqrt(picks[-1]["var_after"] / k)) if picks
                else float(np.sqrt(var0 / k)),
-               "candidates": int(len(cands)), "picked": int(len(picks)),
+               "candidates": int(len(cands)), "picked": int(len(picks)), "rule": rule,
                "cheapest": float(cost.min()),
                "cost_unit": "given" if "cost" in cands else cost_model.unit,
                "cost_total": float(sum(p["cost"] for p in picks)),

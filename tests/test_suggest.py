@@ -136,6 +136,34 @@ def test_budget_bounds_the_batch(reference, cands_toml):
     assert summary["cost_total"] <= 4.0 and summary["cost_unit"] == "given"
 
 
+def _one_goal_sim(z, cols, noise_var):
+    """A hand-made simulation: the goal ``z`` (draws), one candidate per column of ``cols``."""
+    return {"Y": np.column_stack(cols), "G": z[:, None], "blocks": [np.array([j])
+            for j in range(len(cols))], "noise": [np.array([[v]]) for v in noise_var],
+            "disc": None}
+
+
+def test_within_a_budget_one_costly_run_beats_many_cheap_ones_when_it_narrows_more():
+    """Per second, ten cheap noisy runs look best (0.2 per unit cost against 0.1); together
+    they halve the goal's variance, where the one costly run pins it: with a budget, the plan
+    by largest reduction is kept; without one, or when cheap runs narrow more, per second."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=4000)
+    cols = [z] + [z + 3 * rng.normal(size=z.size) for _ in range(10)]
+    sim = _one_goal_sim(z, cols, [0.01] + [0.0] * 10)
+    cost = np.array([10.0] + [0.5] * 10)
+    picks, rule = s.plan(sim, cost, n=11, budget=10.0)
+    assert rule == "largest reduction" and [p["index"] for p in picks] == [0]
+    assert picks[-1]["var_after"] < 0.05 * z.var()
+    cheap, rule = s.plan(sim, cost, n=11)  # no budget: per second, cheap runs first
+    assert rule == "per second" and 0 not in [p["index"] for p in cheap[:3]]
+    assert s.greedy(sim, cost, n=11, budget=10.0)[-1]["var_after"] > 0.3 * z.var()
+    # a costly run that is no better than a cheap one: per second is kept
+    sim = _one_goal_sim(z, [z + 3 * rng.normal(size=z.size) for _ in range(11)], [0.0] * 11)
+    picks, rule = s.plan(sim, cost, n=11, budget=10.0)
+    assert rule == "per second" and 0 not in [p["index"] for p in picks]
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:SAMPLER DIAGNOSTICS")  # a short fit: the ranks, not bands
 def test_linear_gaussian_ranks_like_importance_weighting():
