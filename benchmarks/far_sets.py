@@ -1,0 +1,112 @@
+"""The bands one step beyond everything fitted: the far sets (experiments/results/far).
+
+Each far set is one depth and a width beyond its group's extrapolation set (depth 5, widths
+48-64 channels for the CNNs and 384-512 units for the MLPs, n_train 4,000), trained by this code
+and never fitted by anything shipped, so it scores choices no one could have tuned on it. Three
+fits predict it, each at ``fit``'s defaults (seed 0; the posteriors kept in ``--out``, so a
+second run only scores):
+
+- ``reference``: the shipped reference posterior (all eight reference CSVs), one step short of
+  the far sets (``evaluate --posterior reference``);
+- ``fitting grids``: the four fitting grids without their extrapolation sets, two steps short
+  (the extrapolation sets are scored as well, as the first step);
+- ``group alone``: each group's fitting grid and extrapolation set fitted alone, borrowing the
+  other reference groups' drift, as a user's one-group grid is fitted.
+
+Least squares (the paper's fit, on the same fitting set) is scored beside each. Prints, per
+fit, held-out set and group: points, median |delta| (Bayes, least squares), mean delta, 50 % /
+90 % coverage and lpd.
+
+Usage: python benchmarks/far_sets.py [--out DIR]   (six fits, about 5-8 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_prune.evaluate import predict_lsq, score, score_posterior
+from bayes_prune.fit import fit
+from bayes_prune.grid import read_grids
+from bayes_prune.posterior import Posterior
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+GROUPS = ("mnist1d_mlp", "fashion_mlp", "mnist1d_cnn", "fashion_cnn")
+
+
+def far_sets() -> dict[str, Path]:
+    """The far sets that are trained, by group stem."""
+    return {g: RESULTS / "far" / f"{g}_far.csv" for g in GROUPS
+            if (RESULTS / "far" / f"{g}_far.csv").is_file()}
+
+
+def posterior(out: Path, name: str, grid: pd.DataFrame) -> Posterior:
+    """The fit ``name`` of ``grid``, from ``out`` when it was made before."""
+    path = out / f"{name}.nc"
+    if path.is_file():
+        return Posterior.load(path)
+    post = fit(grid, progress=False, seed=0, source=name)
+    post.save(path)
+    d = post.diagnostics
+    print(f"  fit {name}: {len(grid)} points, max R-hat {d['max_rhat']:.4f}, min bulk ESS "
+          f"{d['min_ess_bulk']:.0f}, divergences {d['divergences']}", flush=True)
+    return post
+
+
+def rows_for(label: str, post: Posterior, fit_grid: pd.DataFrame, held: dict[str, Path]):
+    out = []
+    for kind, path in held.items():
+        h = read_grids([path]).reset_index(drop=True)
+        bayes = score_posterior(post, h)[0]
+        lsq = score(h, predict_lsq(fit_grid, h))
+        out.append({"fit": label, "held out": kind, "group": f"{bayes['arch']}/{bayes['task']}",
+                    "points": bayes["n_holdout"],
+                    "median |delta|": f"{100 * bayes['median_abs_delta']:.1f} %",
+                    "lsq": f"{100 * lsq['median_abs_delta']:.1f} %",
+                    "mean delta": f"{100 * bayes['delta_mean']:+.1f} %",
+                    "50 %": f"{100 * bayes['coverage_50']:.1f} %",
+                    "90 %": f"{100 * bayes['coverage_90']:.1f} %",
+                    "lpd": round(bayes["lpd"], 2)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("far_sets_fits"),
+                    help="where the posteriors go (reused when there)")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    os.makedirs(args.out, exist_ok=True)
+    far = far_sets()
+    if not far:
+        raise SystemExit("no far set is trained yet: experiments/README, 'Beyond the "
+                         "reference posterior'")
+    every = read_grids([RESULTS / f"{g}{p}.csv" for g in GROUPS
+                        for p in ("", "_extrapolation")])
+    rows = rows_for("reference", Posterior.load("reference"), every,
+                    {f"far ({g})": p for g, p in far.items()})
+    fitting = read_grids([RESULTS / f"{g}.csv" for g in GROUPS])
+    post = posterior(args.out, "fitting_grids", fitting)
+    rows += rows_for("fitting grids", post, fitting,
+                     {f"{k} ({g})": p for g, p in far.items()
+                      for k, p in (("extrapolation set", RESULTS / f"{g}_extrapolation.csv"),
+                                   ("far", p))})
+    for g, p in far.items():
+        own = read_grids([RESULTS / f"{g}.csv", RESULTS / f"{g}_extrapolation.csv"])
+        rows += rows_for("group alone", posterior(args.out, f"{g}_alone", own), own,
+                         {f"far ({g})": p})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    cov = np.array([float(c[:-2]) for c in table["90 %"]])
+    print(f"far_sets={len(far)} fits=3 min_coverage90={cov.min():.1f} "
+          f"in_85_95={int(((cov >= 85) & (cov <= 95)).sum())}/{len(cov)}")
+
+
+if __name__ == "__main__":
+    main()
