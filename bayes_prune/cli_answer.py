@@ -107,7 +107,7 @@ def _query_rows(args) -> pd.DataFrame:  # noqa: F821
 # what held-out reference data showed of such bands (experiments/README.md: "Leave-group-out",
 # "Beyond the reference posterior")
 _EXTRAPOLATION_CAVEAT = ("held out, such 90 % bands covered 67-92 % of a new group's larger "
-                         "networks (fitted on smaller ones) and 91-100 % one step beyond the "
+                         "networks (fitted on smaller ones) and 94-100 % one step beyond the "
                          "reference posterior's grids (experiments/README.md)")
 
 
