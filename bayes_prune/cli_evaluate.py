@@ -82,7 +82,10 @@ def _run_evaluate(args) -> None:
         raise UserError("give the error grid(s) to fit on (GRID), or --posterior to score a "
                         "saved one")
     methods = _methods(args)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     grid = read_grids(args.grid) if args.grid else None
     if args.split:
         fit_grid, held = evaluate.split_grid(grid, evaluate.parse_split(args.split))

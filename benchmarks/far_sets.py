@@ -27,7 +27,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bayes_prune.evaluate import predict_lsq, score, score_posterior
@@ -60,19 +59,17 @@ def posterior(out: Path, name: str, grid: pd.DataFrame) -> Posterior:
 
 
 def rows_for(label: str, post: Posterior, fit_grid: pd.DataFrame, held: dict[str, Path]):
+    """Per held-out set (each predicted on its own, as ``evaluate --posterior`` does) and
+    group: the scores of ``post``'s prediction band and least squares' median miss."""
     out = []
     for kind, path in held.items():
         h = read_grids([path]).reset_index(drop=True)
-        bayes = score_posterior(post, h)[0]
-        lsq = score(h, predict_lsq(fit_grid, h))
-        out.append({"fit": label, "held out": kind, "group": f"{bayes['arch']}/{bayes['task']}",
-                    "points": bayes["n_holdout"],
-                    "median |delta|": f"{100 * bayes['median_abs_delta']:.1f} %",
-                    "lsq": f"{100 * lsq['median_abs_delta']:.1f} %",
-                    "mean delta": f"{100 * bayes['delta_mean']:+.1f} %",
-                    "50 %": f"{100 * bayes['coverage_50']:.1f} %",
-                    "90 %": f"{100 * bayes['coverage_90']:.1f} %",
-                    "lpd": round(bayes["lpd"], 2)})
+        b = score_posterior(post, h)[0]
+        out.append({"fit": label, "held out": kind, "group": f"{b['arch']}/{b['task']}",
+                    "points": b["n_holdout"], "median |delta|": b["median_abs_delta"],
+                    "lsq": score(h, predict_lsq(fit_grid, h))["median_abs_delta"],
+                    "mean delta": b["delta_mean"], "50 %": b["coverage_50"],
+                    "90 %": b["coverage_90"], "lpd": b["lpd"]})
     return out
 
 
@@ -102,11 +99,13 @@ def main() -> None:
         rows += rows_for("group alone", posterior(args.out, f"{g}_alone", own), own,
                          {f"far ({g})": p})
     table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
-    cov = np.array([float(c[:-2]) for c in table["90 %"]])
+    percent = ["median |delta|", "lsq", "mean delta", "50 %", "90 %"]
+    print(table.to_string(index=False, formatters={
+        **{c: (lambda x: f"{100 * x:+.1f} %") if c == "mean delta" else
+           (lambda x: f"{100 * x:.1f} %") for c in percent}, "lpd": "{:.2f}".format}))
+    cov = 100 * table["90 %"].to_numpy()
     print(f"far_sets={len(far)} fits=3 min_coverage90={cov.min():.1f} "
           f"in_85_95={int(((cov >= 85) & (cov <= 95)).sum())}/{len(cov)}")
-
 
 if __name__ == "__main__":
     main()
