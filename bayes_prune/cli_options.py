@@ -51,6 +51,13 @@ def _add_variants(p) -> None:
                    help="correlate the residuals of a run's successive rounds (AR(1) per "
                         "group): a trajectory then counts for fewer independent points, and "
                         "the coefficients' bands widen accordingly")
+    p.add_argument("--invariant-scatter", action="store_true",
+                   help="give every configuration its own shift of the curve along density "
+                        "(an offset of its log invariant, scatter tau_m per group), shared by "
+                        "its runs: a trajectory's misses are then one configuration's, not "
+                        "30 independent points', and a new configuration's band carries "
+                        "the scatter (opt-in: it evens the in-sample bands a little but "
+                        "extrapolated worse on the settling split, experiments/README)")
     p.add_argument("--runs-mode", choices=("latent", "auto", "measured"), default="latent",
                    help="each run's dense error: latent (default) samples every run's; auto "
                         "takes a run's measured dense point (round 0), with its test set's "
@@ -64,5 +71,5 @@ def _variants(args) -> dict:
     return {**{k: getattr(args, k) and not args.paper_law
                for k in ("p_depends_on_n", "gamma_depends_on_n", "curved")},
             "discrepancy": not args.no_discrepancy, "borrow_drift": args.borrow_drift,
-            "ar1": args.ar1,
+            "ar1": args.ar1, "invariant_scatter": args.invariant_scatter,
             "runs_mode": args.runs_mode}

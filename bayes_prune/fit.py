@@ -51,7 +51,8 @@ __all__ = ["fit", "diagnose", "THRESHOLDS"]
 SAMPLERS = ("auto", "nutpie", "pymc")
 THRESHOLDS = {"max_rhat": 1.01, "min_ess_bulk": 400.0, "min_ess_tail": 400.0,
               "divergences": 0}
-_KEEP = ["theta", "sigma", "sigma_seed", "tau", "rho", "log_eps_np_config", "log_eps_np_run"]
+_KEEP = ["theta", "sigma", "sigma_seed", "tau", "rho", "tau_m", "log_m_config",
+         "log_eps_np_config", "log_eps_np_run"]
 
 
 def _sampler(name: str) -> str:
@@ -94,7 +95,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
         ess_target: float | None = Target.ess, method: str = "nuts",
-        borrow_drift: bool = True) -> Posterior:
+        borrow_drift: bool = True, invariant_scatter: bool = False) -> Posterior:
     """Fit the hierarchical model to a validated error grid and return its posterior.
 
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
@@ -148,7 +149,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         raise UserError("--loo needs independent points: the AR(1) residuals (--ar1) have no "
                         "pointwise log likelihood")
     model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, ar1=ar1,
-                        **variants)
+                        invariant_scatter=invariant_scatter, **variants)
     idata, run, pareto_k, which, backend, precision, chains, target_accept, escalated_from, \
         seconds = _sample(model, sampler, method, draws, tune, chains, seed, cores, progress,
                           low_rank, target_accept, escalate, backend, precision, device,
@@ -194,6 +195,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                      "escalated_from": escalated_from, "likelihood": likelihood,
                      **variants, "discrepancy": discrepancy, "borrow_drift": borrow_drift,
                      "ar1": ar1, "runs_mode": runs_mode,
+                     "invariant_scatter": invariant_scatter,
                      "coefs": names,
                      "seconds": round(seconds, 2)},
         "priors": priors.to_dict(),

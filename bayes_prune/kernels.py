@@ -153,7 +153,7 @@ def _compile():
     import jax.numpy as jnp
 
     @functools.partial(jax.jit, static_argnames="as_error")
-    def law(log_d, log_l, log_w, log_n, inv, log_np, u_shift, sd_shift, at, log_gamma,
+    def law(log_d, log_l, log_w, log_n, inv, log_np, off, u_shift, sd_shift, at, log_gamma,
             kappa_gamma,
             log_p0, kappa, phi, psi, phi2, psi2, log_eps_up, cl, cw, cn, pivot, rows,
             as_error=False):
@@ -166,6 +166,8 @@ def _compile():
         a = at[inv]
         log_m = (col(log_d) + phi * col(log_l) + psi * col(log_w)
                  + jnp.where(col(a >= 0), shift[jnp.maximum(a, 0)], 0.0))
+        if off is not None:  # None is an empty pytree: a trace without the offsets
+            log_m = log_m + off[inv]
         lnp = log_np[inv]
         two_m, lo = 2.0 * log_m, 2.0 * log_p
         hi = lo + (2.0 / gamma) * (log_eps_up - lnp)
@@ -188,8 +190,8 @@ def _compile():
 
 
 def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, eps0: float,
-              centres, pivot: float, log_n_centre: float, as_error: bool = False
-              ) -> tuple[np.ndarray, bool]:
+              centres, pivot: float, log_n_centre: float, as_error: bool = False,
+              offset=None) -> tuple[np.ndarray, bool]:
     """Log error draws ``(rows, draws)`` float32 of the joint law, fused, and whether all of
     them are finite; with ``as_error``, the errors themselves (their ``exp``, in the same
     pass: a query's expected band needs no other step between the law and its statistics).
@@ -198,7 +200,9 @@ def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, e
     and ``inv``, the row's configuration, indexing ``log_np`` ``(configurations, draws)``, its
     log dense error draws, and ``at``, the configuration's row in ``shift`` (the invariant's
     discrepancy offsets: ``(u, sd)``, the :func:`uniforms` ``(beyond, ...)`` of their normals
-    and their scale ``(beyond, 1 or draws)``, or ``None``; -1 for none). ``theta`` holds the group's
+    and their scale ``(beyond, 1 or draws)``, or ``None``; -1 for none); ``offset``, each
+    configuration's own log invariant offset ``(configurations, draws)`` (the fit's invariant
+    scatter), or ``None``. ``theta`` holds the group's
     coefficient draws (the variants' absent ones are taken as 0), ``eps0`` its random-guess
     error, ``centres`` the grid's :class:`~bayes_prune.coords.Centres`, ``pivot`` the group's
     pivot error and ``log_n_centre`` its mean log n_train."""
@@ -221,6 +225,7 @@ def log_error(log_d, log_l, log_w, log_n, inv, log_np, shift, at, theta: dict, e
     out, finite = _compile()[0](
         *(_pad(np.asarray(x, f32), r) for x in (log_d, log_l, log_w, log_n)),
         _pad(np.asarray(inv, np.int32), r), _pad(np.asarray(log_np, f32), c),
+        None if offset is None else _pad(np.asarray(offset, f32), c),
         _pad(u_shift, b), sd_shift if sd_shift.shape[0] == 1 else _pad(sd_shift, b),
         _pad(np.asarray(at, np.int32), c, -1),
         coef("log_gamma"), coef("kappa_gamma_n"), log_p0, coef("kappa_n"), phi, psi,

@@ -29,7 +29,15 @@ Below the groups:
   sqrt(sigma_g^2 + (1 - eps_i) / (n_test_i eps_i)))``, the law from the run's *own* dense
   error ``e_t`` (every point of a trajectory shares its run's luck, as the paper's fit has
   it), with relative noise plus the binomial noise of a finite test set at the predicted
-  error ``eps_i`` (or a Student-t with ``nu`` = 4 for ``likelihood="student"``).
+  error ``eps_i`` (or a Student-t with ``nu`` = 4 for ``likelihood="student"``);
+- with ``invariant_scatter``, configuration ``c`` also has its own offset of the log invariant,
+  ``log m*_c + delta_c``, ``delta_c ~ Normal(0, tau_m_g)`` (centred): its whole curve sits
+  a little further along density than the law's, in all of its runs. Without it, a
+  configuration's misfit of the law counts as 30 independent point misses per run (within a
+  run the residuals' lag-1 autocorrelation is 0.7, and most of a run's mean miss is its
+  configuration's: experiments/README, "A trajectory is not 30 independent facts"), so the
+  coefficients' bands are narrower than the data justify and a new configuration's band
+  carries no such scatter.
 
 The configuration latents enter only through the runs' dense points, all normal, so they are
 integrated out exactly (:func:`_marginal_dense`): the sampler sees the coefficients and the
@@ -102,7 +110,8 @@ def coef_names(p_depends_on_n: bool = False, gamma_depends_on_n: bool = False,
 def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "normal",
                 p_depends_on_n: bool = True, observed: bool = True,
                 runs_mode: str = "latent", gamma_depends_on_n: bool = True,
-                curved: bool = True, ar1: bool = False) -> pm.Model:
+                curved: bool = True, ar1: bool = False,
+                invariant_scatter: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
     (:func:`measured_runs`) ``"latent"`` samples every run's dense error; ``"auto"`` conditions
@@ -111,7 +120,9 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
     (:mod:`bayes_prune.coords`); on by default, as in :func:`bayes_prune.fit.fit`, all three
     ``False`` for the paper's law. ``ar1`` correlates the residuals of a run's successive
-    rounds (:func:`_ar1_loglik`; normal likelihood only)."""
+    rounds (:func:`_ar1_loglik`; normal likelihood only). ``invariant_scatter`` gives every
+    configuration its own offset of the log invariant, ``log_m_config ~ Normal(0, tau_m_g)``
+    shared by all its runs' points."""
     if ar1 and likelihood != "normal":
         raise UserError("the AR(1) residuals need the normal likelihood (--likelihood normal)")
     if runs_mode not in RUNS_MODES:
@@ -182,6 +193,13 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
                           prune_c.phi, prune_c.psi, xp=pt),
             pt.log(prune_c.eps_up), prune_c.gamma, pt.log(prune_c.p_prime),
             sigma[cfg["group_idx"].to_numpy()] ** 2], axis=1)
+        if invariant_scatter:  # a configuration's own shift of the curve along density
+            tau_m = pm.LogNormal("tau_m", np.log(priors.tau_m), priors.noise_sd, dims="group")
+            # centred: 20-30 points a run, 2-3 runs a configuration pin each offset down
+            # far more tightly than tau_m (non-centred, the Fashion MLP's chains diverged)
+            off = pm.Normal("log_m_config", 0.0, tau_m[cfg["group_idx"].to_numpy()],
+                            dims="config")
+            per_c = pt.set_subtensor(per_c[:, 0], per_c[:, 0] + off)
         per_t = pt.concatenate([per_c[runs["config_idx"].to_numpy()], log_np_t[:, None]],
                                axis=1)[p["run_idx"].to_numpy()]
         log_m_shift, log_eps_up, gamma, log_p, sigma2, log_np = (per_t[:, k] for k in range(6))

@@ -12,6 +12,8 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
   never trained, the group's dense law at its weight count plus the configuration scatter
   ``tau``. Weight counts come from the row, else the grid, else the architecture family
   (:func:`bayes_prune.families.param_counts`);
+- with a fit's invariant scatter (``fit --invariant-scatter``): a trained configuration's
+  posterior offset of its log invariant, a new one's ``Normal(0, tau_m)`` of its group;
 - band ``expected``: the law at those draws (uncertainty about the mean error of a run);
   band ``prediction``: adds a new run's seed offset and the point noise (relative and
   binomial, at the group's test-set size): where a next measured run should fall;
@@ -370,7 +372,9 @@ class Posterior:
                 # uniforms that the kernel (or numpy below) turns into normal offsets
                 shift = (kernels.uniforms(rng_m, len(out), self.n_draws), np.sqrt(var_m))
                 at = _positions(len(uniq), out)
+            off = self._invariant_offsets(group, uniq, rng_m)
             if band == "prediction":  # a new run's seed offset: one per row
+                off = None if off is None else off[inv]
                 log_np = log_np[inv]
                 log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
                 inv, at = np.arange(len(r)), at[inv]
@@ -381,7 +385,7 @@ class Posterior:
                 out, finite = kernels.log_error(
                     *(np.log(col[c][:, 0]) for c in ("density", "depth", "width", "n_train")),
                     inv, log_np, shift, at, theta, eps0, self.centres, pivot, n_centre,
-                    as_error=expected)
+                    as_error=expected, offset=off)
                 if expected:
                     if not finite:
                         _check_finite(group, r, {"error": np.log(out)})
@@ -397,6 +401,8 @@ class Posterior:
                     hit = np.flatnonzero(at[inv] >= 0)
                     offsets = kernels.normals(shift[0]) * shift[1]
                     log_m[hit] += offsets[at[inv[hit]]]
+                if off is not None:
+                    log_m += off[inv]
                 _check_finite(group, r, {"invariant m*": log_m})
                 log_eps = log_eq1(log_m, log_np[inv], np.log(prune.eps_up), prune.gamma,
                                   np.log(prune.p_prime))
@@ -416,6 +422,24 @@ class Posterior:
             contextlib.nullcontext()
         with blas, ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
             list(pool.map(work, jobs))
+
+    def _invariant_offsets(self, group: str, uniq, rng) -> np.ndarray | None:
+        """Each configuration's own offset of the log invariant ``(configurations, draws)``
+        when the fit had the invariant scatter (``None`` otherwise): a trained
+        configuration's posterior draws, a new one's ``Normal(0, tau_m)`` of its group (the
+        groups' median for a pair never fitted). ``rng`` is drawn from after the
+        discrepancy's offsets, so that those are the same with or without it."""
+        if "tau_m" not in self.draws:
+            return None
+        arch, task = group.split("/")
+        g = self._group_index.get((arch, task))
+        tau_m = (self.draws["tau_m"][:, g] if g is not None
+                 else np.median(self.draws["tau_m"], axis=1)).astype(np.float32)
+        trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
+        off = kernels.normals(kernels.uniforms(rng, len(uniq), self.n_draws)) * tau_m
+        old = np.flatnonzero(trained >= 0)
+        off[old] = self.draws["log_m_config"][:, trained[old]].T
+        return off
 
     def _dense_draws(self, uniq, dense, eps0, tau, spread, rng, fused: bool = False
                      ) -> np.ndarray:

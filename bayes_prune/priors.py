@@ -50,7 +50,8 @@ class Priors:
     sigma: float = 0.05  # relative point noise
     sigma_seed: float = 0.04  # run-to-run spread of the dense error (the paper: 3.4 %)
     tau: float = 0.1  # scatter of configurations around the dense law
-    noise_sd: float = 0.5  # sd of the three scales' log
+    tau_m: float = 0.1  # scatter of configurations' log invariant around the law (fit's option)
+    noise_sd: float = 0.5  # sd of the noise scales' log
     # Beta(a, b) of the AR(1) coefficient of a run's successive residuals (fit's ar1)
     rho: tuple = (2.0, 2.0)
 

@@ -76,13 +76,14 @@ def forms(slopes: dict, group: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def fitted(path: Path, grid: pd.DataFrame, label: str) -> P.Posterior:
-    """The posterior saved at ``path``, or ``grid`` fitted at ``fit``'s defaults (seed 0) and
-    saved there first: a second run of a benchmark only scores."""
+def fitted(path: Path, grid: pd.DataFrame, label: str, **options) -> P.Posterior:
+    """The posterior saved at ``path``, or ``grid`` fitted at ``fit``'s defaults (seed 0; with
+    ``options``, ``fit``'s keyword arguments, changed) and saved there first: a second run of
+    a benchmark only scores."""
     if not path.exists():
         from bayes_prune.fit import fit
 
-        post = fit(grid, seed=0, progress=False)
+        post = fit(grid, seed=0, progress=False, **options)
         post.save(path)
         print(f"{label}: fit {post.diagnostics}", flush=True)
     return P.Posterior.load(path)
