@@ -9,7 +9,10 @@ posterior and the reference grids), this prints:
   above 85 % of the rise);
 - the lag-1 autocorrelation of the residuals along each run, after removing the run's mean
   residual (its luck, which the model carries as the run's latent dense error): what an AR(1)
-  term in the round would have to explain. Independent residuals give about ``-1/len(run)``.
+  term in the round would have to explain. Independent residuals give about ``-1/len(run)``;
+- per group, in the power-law region, how the runs' mean residuals split into a
+  configuration's (the sd of the configurations' means) and a seed's (the sd of the runs about
+  their configuration's mean): what ``fit --invariant-scatter`` would have to explain.
 
 Usage: python benchmarks/trajectory_residuals.py [POSTERIOR.nc|reference] [GRID ...]
 """
@@ -68,6 +71,15 @@ def main(argv: list[str]) -> None:
                                  index=False))}
     print("per group: " + ", ".join(f"{g} {v:.3f}" for g, v in by_group.items()))
     print(f"run-level share of the residual variance: {1 - dev.var() / res.var():.3f}")
+    power = (rise >= 0.25) & (rise < 0.85)
+    runs = grid[power].assign(res=res[power].to_numpy()).groupby(RUN, as_index=False)["res"]\
+        .mean()
+    config = runs.groupby(RUN[:-1])["res"].transform("mean")
+    print("power-law region, sd of the runs' mean residual: configuration / seed within it")
+    for (arch, task), m in runs.groupby(["arch", "task"]).groups.items():
+        means = runs.loc[m].groupby(RUN[:-1])["res"].mean()
+        print(f"  {arch}/{task}: {means.std():.3f} / "
+              f"{(runs.loc[m, 'res'] - config[m]).std():.3f}")
 
 
 if __name__ == "__main__":
