@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 from .coords import layout  # noqa: E402
 from .discrepancy import extrapolation_discrepancy  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .grid import grid_hash  # noqa: E402
+from .grid import grid_hash, validate  # noqa: E402
 from .model import (  # noqa: E402
     Priors,
     build_model,
@@ -96,7 +96,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         precision: str = "auto", device: str = "cpu",
         ess_target: float | None = Target.ess, method: str = "nuts",
         borrow_drift: bool = True, invariant_scatter: bool = False) -> Posterior:
-    """Fit the hierarchical model to a validated error grid and return its posterior.
+    """Fit the hierarchical model to an error grid and return its posterior (the grid is
+    validated first, :func:`bayes_prune.grid.validate`: a bad frame is a one-line error naming
+    ``source``, the row and the column).
 
     With nutpie (:mod:`bayes_prune.sampler`), ``backend`` ``auto`` is JAX when installed, else
     numba; ``precision`` float32 (JAX only) is opt-in; ``device="cuda"`` runs JAX on a GPU;
@@ -141,6 +143,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     # a default acceptance below ESCALATED_ACCEPT is raised to it if the chains diverge
     escalate = target_accept is None and chosen["target_accept"] < ESCALATED_ACCEPT
     target_accept = chosen["target_accept"] if target_accept is None else target_accept
+    grid = validate(grid, source)  # a frame from Python is checked like a file (idempotent)
     lay = layout(grid)
     priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,

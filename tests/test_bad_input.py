@@ -199,3 +199,16 @@ def test_compare_with_a_pair_never_fitted(capsys, tmp_path, monkeypatch):
     _refused(capsys, tmp_path, ["compare", tmp_path / "post.nc", "--coef", "gamma", "--a",
                                 "mlp/digits", "--b", "foo/bar"],
              "--b foo/bar: the posterior was fitted on archs mlp and tasks digits")
+
+
+def test_a_frame_handed_to_fit_in_python_is_checked_like_a_file():
+    """``fit(frame)`` from a notebook: a density above 1 is refused by name before sampling,
+    not fitted."""
+    from bayes_prune.errors import UserError
+    from bayes_prune.fit import fit
+
+    grid = simulate_grid(depths=(2,), widths=(16,), n_trains=(1000,), seeds=(0,), rounds=4,
+                         rng=0)
+    grid.loc[2, "density"] = 1.8
+    with pytest.raises(UserError, match=r"frame: row 4, column 'density': 1.8 is not a density"):
+        fit(grid, source="frame", progress=False)

@@ -368,31 +368,32 @@ def test_runs_are_conditioned_on_their_dense_point_where_they_have_one():
         measured_runs(lay, "sampled")
 
 
-def test_invariant_scatter_finds_the_configuration_whose_curve_is_shifted(monkeypatch):
-    """``invariant_scatter``: one configuration whose whole curve sits 0.6 log units further
-    along density than the law's (its densities recorded e^0.6 too large) gets that offset of
-    its log invariant, the others about none; a trained configuration's prediction carries
-    its offset, a new configuration's band the group's scatter, on both the numpy and the
-    fused path."""
+def test_invariant_scatter_finds_the_configuration_whose_curve_is_shifted(monkeypatch, tmp_path):
+    """``fit --invariant-scatter``: one configuration whose whole curve sits 0.6 log units
+    further along density than the law's (its pruned densities recorded e^0.6 too small) gets
+    that offset of its log invariant, the others about none, and keeps it in its file; a
+    trained configuration's prediction carries its offset, a new configuration's band the
+    group's scatter, on both the numpy and the fused path."""
     from bayes_prune import kernels
-    from bayes_prune.fit import fit
-    from bayes_prune.posterior import Posterior
 
     grid = _grid()
     group = (grid["arch"] == grid["arch"].iloc[0]) & (grid["task"] == grid["task"].iloc[0])
     one = group & (grid["depth"] == 4) & (grid["width"] == 64) & (grid["n_train"] == 4000)
-    grid.loc[one, "density"] *= np.exp(0.6)
-    post = fit(grid, invariant_scatter=True, draws=300, tune=300, chains=2, seed=1,
-               progress=False, ess_target=None)
+    grid.loc[one & (grid["round"] > 0), "density"] *= np.exp(-0.6)
+    write_grid(grid, tmp_path / "g.csv")
+    assert main(["fit", str(tmp_path / "g.csv"), "-o", str(tmp_path / "p.nc"), "--draws", "300",
+                 "--tune", "300", "--chains", "2", "--seed", "1", "--ess-target", "0",
+                 "--invariant-scatter", "--quiet"]) == 0
+    post = Posterior.load(tmp_path / "p.nc")  # the offsets survive the file
     assert post.meta["settings"]["invariant_scatter"] is True
     cfg = post.configs.reset_index(drop=True)
     off = np.median(post.draws["log_m_config"], axis=0)
     hit = np.flatnonzero((cfg["arch"] == grid["arch"].iloc[0]) & (cfg["task"] == grid["task"]
                          .iloc[0]) & (cfg["depth"] == 4) & (cfg["width"] == 64)
                          & (cfg["n_train"] == 4000))
-    assert len(hit) == 1 and off[hit[0]] < -0.3
+    assert len(hit) == 1 and off[hit[0]] > 0.3
     assert np.abs(np.delete(off, hit)).max() < 0.25
-    # its in-sample curve follows its shifted points, far closer than with no offset
+    # its in-sample curve follows its shifted points, closer than with no offset
     rows = grid[one & (grid["round"] > 0)]
 
     def miss(p):
@@ -401,7 +402,7 @@ def test_invariant_scatter_finds_the_configuration_whose_curve_is_shifted(monkey
 
     unshifted = Posterior({**post.draws, "log_m_config": 0 * post.draws["log_m_config"]},
                           post.meta)
-    assert miss(post) < 0.5 * miss(unshifted)
+    assert miss(post) < 0.7 * miss(unshifted)
     new = rows.assign(width=48)  # never trained: the group's scatter widens the band
     trained_width = np.ptp(np.log(np.quantile(post.predict_draws(rows), [0.05, 0.95], axis=1)),
                            axis=0)
