@@ -8,7 +8,7 @@ import json
 import sys
 
 from .cli_answer import _load_posterior, _plain
-from .cli_options import _add_budget, _add_variants, _variants
+from .cli_options import _add_budget, _add_variants, _changed_fit_options, _variants
 from .errors import UserError
 
 
@@ -41,7 +41,8 @@ def _add_evaluate(sub) -> None:
                    help="with --holdout: score this saved posterior ('reference': the shipped "
                         "one) instead of fitting one; its row's diagnostics are the saved "
                         "fit's. Methods default to bayes alone, or all three when GRID is given "
-                        "(the baselines fitted on GRID)")
+                        "(the baselines fitted on GRID); fit options are refused with it "
+                        "(the saved fit's hold)")
     p.add_argument("--methods", nargs="+", choices=("bayes", "lsq", "bootstrap"),
                    default=None, help="methods (default: all three)")
     _add_budget(p)
@@ -78,6 +79,10 @@ def _run_evaluate(args) -> None:
     if args.posterior and (not args.holdout or args.leave_group_out):
         raise UserError("--posterior scores a saved posterior on --holdout FILE ...; it cannot "
                         "split a grid or leave a group out (those need fits)")
+    if args.posterior and (changed := _changed_fit_options(args)):
+        raise UserError(f"{', '.join(changed)}: fit options do nothing with --posterior (the "
+                        "saved posterior was fitted with its own); drop them, or fit GRID "
+                        "without --posterior")
     if not args.grid and not args.posterior:
         raise UserError("give the error grid(s) to fit on (GRID), or --posterior to score a "
                         "saved one")

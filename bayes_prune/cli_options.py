@@ -73,3 +73,18 @@ def _variants(args) -> dict:
             "discrepancy": not args.no_discrepancy, "borrow_drift": args.borrow_drift,
             "ar1": args.ar1, "invariant_scatter": args.invariant_scatter,
             "runs_mode": args.runs_mode}
+
+
+def _changed_fit_options(args) -> list[str]:
+    """The fit options (budget, variants, discrepancy, runs) set away from their defaults in
+    ``args``, as a user would have typed them."""
+    p = argparse.ArgumentParser(add_help=False)
+    _add_budget(p)
+    _add_variants(p)
+    out = []
+    for k, default in vars(p.parse_args([])).items():
+        value = getattr(args, k, default)
+        if value != default:
+            flag = k.replace("_", "-")
+            out.append(f"--no-{flag}" if default is True and value is False else f"--{flag}")
+    return out

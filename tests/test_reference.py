@@ -287,6 +287,10 @@ def test_evaluate_scores_the_saved_posterior_without_fitting(post, tmp_path):
     assert r.returncode == 2 and "need GRID" in r.stderr and "Traceback" not in r.stderr
     r = _cli("evaluate", "--posterior", tmp_path / "none.nc", "--holdout", held_csv)
     assert r.returncode == 2 and "no such posterior" in r.stderr
+    # a fit option would do nothing: said, not ignored
+    r = _cli("evaluate", "--posterior", "reference", "--holdout", held_csv, "--ar1",
+             "--no-curved")
+    assert r.returncode == 2 and "--no-curved, --ar1: fit options do nothing" in r.stderr
 
 
 @pytest.mark.parametrize("stem", ["mnist1d_mlp_far", "fashion_mlp_far", "mnist1d_cnn_far",
