@@ -266,10 +266,15 @@ class Posterior:
                 "level": level, "p_a_greater": float(np.mean(x > y))}
 
     def _noise(self, arch: str, task: str) -> tuple[np.ndarray, ...]:
+        return tuple(self._scale(v, arch, task) for v in ("sigma", "sigma_seed", "tau"))
+
+    def _scale(self, name: str, arch: str, task: str) -> np.ndarray | None:
+        """The draws of a per-group scale (``sigma``, ``tau``...) for the group; for a pair
+        never fitted, the groups' median per draw; ``None`` if the fit has no such scale."""
+        if name not in self.draws:
+            return None
         g = self._group_index.get((arch, task))
-        pick = (lambda v: self.draws[v][:, g]) if g is not None else \
-            (lambda v: np.median(self.draws[v], axis=1))
-        return pick("sigma"), pick("sigma_seed"), pick("tau")
+        return self.draws[name][:, g] if g is not None else np.median(self.draws[name], axis=1)
 
     def _pivot(self, arch: str, task: str) -> float:
         """The group's pivot error (:func:`~bayes_prune.coords.group_anchors`); the grid's for a
@@ -334,6 +339,7 @@ class Posterior:
             theta = {k: v.astype(np.float32) for k, v in
                      self.coefficients(arch, task, np.random.default_rng([seed, g])).items()}
             noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
+            tau_m = self._scale("tau_m", arch, task)  # the fit's invariant scatter, if any
             eps0, n_test_group = self._eps0_ntest(arch, task)
             pivot = self._pivot(arch, task)
             # the invariant's discrepancy draws from a stream of its own: the other draws of
@@ -343,8 +349,8 @@ class Posterior:
                                             np.random.default_rng([seed, g, 2]))
             n_centre = self._n_centre(arch, task)
             jobs += [(theta, noise, eps0, n_test_group, (pivot, n_centre), i,
-                      _stream(seed, g, a), _stream(seed, g, a, 1), f"{arch}/{task}", drift)
-                     for a, i in _chunks(rows, idx)]
+                      _stream(seed, g, a), _stream(seed, g, a, 1), f"{arch}/{task}", drift,
+                      tau_m) for a, i in _chunks(rows, idx)]
 
         # the fused kernel for large queries (:func:`bayes_prune.kernels.use`); the same draws
         # as numpy's, to float32 rounding
@@ -352,7 +358,7 @@ class Posterior:
 
         def work(job):
             theta, (sigma, sigma_seed, tau), eps0, n_test_group, (pivot, n_centre), i, rng, \
-                rng_m, group, drift = job
+                rng_m, group, drift, tau_m = job
             r = rows.iloc[i]
             col = {c: r[c].to_numpy(np.float32)[:, None] for c in
                    ("n_train", "density", "depth", "width")}
@@ -363,8 +369,10 @@ class Posterior:
             first: dict = {}
             inv = np.array([first.setdefault(k, len(first)) for k in keys])
             uniq = list(first)
+            trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
             spread = self.beyond.discrepancy_var(group, uniq, drift) if discrepancy else None
-            log_np = self._dense_draws(uniq, dense_law(theta, self.centres, np.float32(eps0)),
+            log_np = self._dense_draws(uniq, trained, dense_law(theta, self.centres,
+                                                                np.float32(eps0)),
                                        eps0, tau, spread, rng, fused)
             shift, at = None, np.full(len(uniq), -1)
             if spread is not None:  # the invariant's discrepancy, beyond the grid only
@@ -372,7 +380,7 @@ class Posterior:
                 # uniforms that the kernel (or numpy below) turns into normal offsets
                 shift = (kernels.uniforms(rng_m, len(out), self.n_draws), np.sqrt(var_m))
                 at = _positions(len(uniq), out)
-            off = self._invariant_offsets(group, uniq, rng_m)
+            off = None if tau_m is None else self._invariant_offsets(tau_m, trained, rng_m)
             if band == "prediction":  # a new run's seed offset: one per row
                 off = None if off is None else off[inv]
                 log_np = log_np[inv]
@@ -423,34 +431,28 @@ class Posterior:
         with blas, ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
             list(pool.map(work, jobs))
 
-    def _invariant_offsets(self, group: str, uniq, rng) -> np.ndarray | None:
-        """Each configuration's own offset of the log invariant ``(configurations, draws)``
-        when the fit had the invariant scatter (``None`` otherwise): a trained
-        configuration's posterior draws, a new one's ``Normal(0, tau_m)`` of its group (the
-        groups' median for a pair never fitted). ``rng`` is drawn from after the
-        discrepancy's offsets, so that those are the same with or without it."""
-        if "tau_m" not in self.draws:
-            return None
-        arch, task = group.split("/")
-        g = self._group_index.get((arch, task))
-        tau_m = (self.draws["tau_m"][:, g] if g is not None
-                 else np.median(self.draws["tau_m"], axis=1)).astype(np.float32)
-        trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
-        off = kernels.normals(kernels.uniforms(rng, len(uniq), self.n_draws)) * tau_m
+    def _invariant_offsets(self, tau_m: np.ndarray, trained: np.ndarray, rng) -> np.ndarray:
+        """Each configuration's own offset of the log invariant ``(configurations, draws)``,
+        for a fit with the invariant scatter: a trained configuration's (``trained``: its
+        index among the fit's, or -1) posterior draws, a new one's ``Normal(0, tau_m)``, the
+        group's scatter draws. ``rng`` is drawn from after the discrepancy's offsets, so that
+        those are the same with or without it."""
+        off = kernels.normals(kernels.uniforms(rng, len(trained), self.n_draws)) \
+            * tau_m.astype(np.float32)
         old = np.flatnonzero(trained >= 0)
         off[old] = self.draws["log_m_config"][:, trained[old]].T
         return off
 
-    def _dense_draws(self, uniq, dense, eps0, tau, spread, rng, fused: bool = False
+    def _dense_draws(self, uniq, trained, dense, eps0, tau, spread, rng, fused: bool = False
                      ) -> np.ndarray:
         """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
-        (``CONFIG_KEY`` values and weight count): trained ones from their posterior, others
+        (``CONFIG_KEY`` values and weight count; ``trained``: each one's index among the
+        fit's configurations, or -1): trained ones from their posterior, others
         from the dense law plus the configuration scatter ``tau`` and, for those beyond the
         grid, the discrepancy (``spread`` from
         :meth:`bayes_prune.beyond.Beyond.discrepancy_var`, or ``None``), both in one normal
         draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per untrained
         configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
-        trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
         out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
         new = np.flatnonzero(trained < 0)
         if len(new):

@@ -47,8 +47,8 @@ def main() -> None:
         group = GROUPS[stem]
         rates = extrapolation_discrepancy(fit_grid)
         for model, options in MODELS.items():
-            where = Path(args.baseline or args.out) if not options else Path(args.out)
-            name = f"{args.split}_{stem}.nc" if not options else f"{args.split}_{stem}_scatter.nc"
+            where = Path(args.out if options else args.baseline or args.out)
+            name = f"{args.split}_{stem}{'_scatter' if options else ''}.nc"
             post = copy.copy(fitted(where / name, fit_grid, f"{args.split} {group} {model}",
                                     **options))
             post.meta = dict(post.meta, discrepancy=rates)
