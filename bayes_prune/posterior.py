@@ -27,23 +27,19 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from . import kernels
 from .beyond import Beyond
-from .coords import CURVATURE, Centres, dense_law, laws, pooling_cov
+from .coords import CURVATURE, Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
+from .predict import Group, each_chunk, row_codes
 from .priors import Priors
 
 __all__ = ["Posterior", "hdi", "FORMAT", "QUERY_COLUMNS"]
@@ -53,7 +49,6 @@ QUERY_COLUMNS = ("arch", "task", "depth", "width", "n_train", "density")
 BANDS = ("expected", "prediction")
 # the shipped posterior of the reference grids (bayes_prune.reference), loaded by that name
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference.nc"
-_CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
 
 def hdi(draws: np.ndarray, level: float, presorted: bool = False
@@ -302,7 +297,7 @@ class Posterior:
         if "params_total" in rows and rows["params_total"].notna().all():
             return rows["params_total"].to_numpy(float)
         cols = ["task", "arch", "depth", "width"]
-        codes, first = _row_codes(rows, cols)  # a count per network
+        codes, first = row_codes(rows, cols)  # a count per network
         sub = rows.iloc[first]
         sizes = np.array([self._sizes.get(k) or _family_params(k[1], k[0], k[2], k[3])
                           for k in zip(*(sub[c].tolist() for c in cols), strict=True)],
@@ -325,158 +320,27 @@ class Posterior:
     def _each_chunk(self, rows: pd.DataFrame, band: str, seed: int, fn,
                     discrepancy: bool = True) -> None:
         """Draw the errors of ``rows`` chunk by chunk, on threads, calling ``fn(i, draws)``
-        with the chunk's row positions ``i`` and its draws ``(len(i), draws)``."""
+        with the chunk's row positions ``i`` and its draws ``(len(i), draws)``
+        (:func:`bayes_prune.predict.each_chunk`)."""
         if band not in BANDS:
             raise UserError(f"unknown band {band!r}; choose {' or '.join(BANDS)}")
         rows = _check_rows(rows)
         for arch, task in rows[["arch", "task"]].drop_duplicates().itertuples(index=False):
             self._check_group(arch, task)
-        params = self._params(rows)
-        jobs = []
-        groups = rows.groupby(["arch", "task"], sort=False).indices.items()
-        for g, ((arch, task), idx) in enumerate(groups):
+        groups = {}
+        for g, (arch, task) in enumerate(rows.groupby(["arch", "task"], sort=False).indices):
             # float32 draws: plenty for error bands, and half the memory traffic
             theta = {k: v.astype(np.float32) for k, v in
                      self.coefficients(arch, task, np.random.default_rng([seed, g])).items()}
-            noise = tuple(v.astype(np.float32) for v in self._noise(arch, task))
-            tau_m = self._scale("tau_m", arch, task)  # the fit's invariant scatter, if any
-            eps0, n_test_group = self._eps0_ntest(arch, task)
-            pivot = self._pivot(arch, task)
-            # the invariant's discrepancy draws from a stream of its own: the other draws of
-            # a row do not depend on whether, or how many, rows lie beyond the grid
-            # the drift rates: one per draw, shared by every chunk of the group
-            drift = self.beyond.drift_rates(f"{arch}/{task}",
-                                            np.random.default_rng([seed, g, 2]))
-            n_centre = self._n_centre(arch, task)
-            jobs += [(theta, noise, eps0, n_test_group, (pivot, n_centre), i,
-                      _stream(seed, g, a), _stream(seed, g, a, 1), f"{arch}/{task}", drift,
-                      tau_m) for a, i in _chunks(rows, idx)]
-
-        # the fused kernel for large queries (:func:`bayes_prune.kernels.use`); the same draws
-        # as numpy's, to float32 rounding
-        fused = kernels.use(len(rows) * self.n_draws)
-
-        def work(job):
-            theta, (sigma, sigma_seed, tau), eps0, n_test_group, (pivot, n_centre), i, rng, \
-                rng_m, group, drift, tau_m = job
-            r = rows.iloc[i]
-            col = {c: r[c].to_numpy(np.float32)[:, None] for c in
-                   ("n_train", "density", "depth", "width")}
-            # Rows of one configuration (e.g. a curve over densities) share their draws, so a
-            # curve is one coherent draw per posterior sample: draw per configuration `uniq`
-            keys = list(zip(*(r[c].tolist() for c in CONFIG_KEY), params[i].tolist(),
-                            strict=True))
-            first: dict = {}
-            inv = np.array([first.setdefault(k, len(first)) for k in keys])
-            uniq = list(first)
-            trained = np.array([self._config_index.get(k[:-1], -1) for k in uniq])
-            spread = self.beyond.discrepancy_var(group, uniq, drift) if discrepancy else None
-            log_np = self._dense_draws(uniq, trained, dense_law(theta, self.centres,
-                                                                np.float32(eps0)),
-                                       eps0, tau, spread, rng, fused)
-            shift, at = None, np.full(len(uniq), -1)
-            if spread is not None:  # the invariant's discrepancy, beyond the grid only
-                out, _, var_m = spread
-                # uniforms that the kernel (or numpy below) turns into normal offsets
-                shift = (kernels.uniforms(rng_m, len(out), self.n_draws), np.sqrt(var_m))
-                at = _positions(len(uniq), out)
-            off = None if tau_m is None else self._invariant_offsets(tau_m, trained, rng_m)
-            if band == "prediction":  # a new run's seed offset: one per row
-                off = None if off is None else off[inv]
-                log_np = log_np[inv]
-                log_np += sigma_seed * rng.standard_normal(log_np.shape, dtype=np.float32)
-                inv, at = np.arange(len(r)), at[inv]
-            if not np.isfinite(log_np).all():  # rows only to name one (a copy otherwise)
-                _check_finite(group, r, {"dense error": log_np[inv]})
-            if fused:
-                expected = band == "expected"  # the errors straight from the kernel
-                out, finite = kernels.log_error(
-                    *(np.log(col[c][:, 0]) for c in ("density", "depth", "width", "n_train")),
-                    inv, log_np, shift, at, theta, eps0, self.centres, pivot, n_centre,
-                    as_error=expected, offset=off)
-                if expected:
-                    if not finite:
-                        _check_finite(group, r, {"error": np.log(out)})
-                    return fn(i, out)
-                log_eps = out
-            else:
-                prune, _ = laws(theta, self.centres, np.float32(eps0), n_train=col["n_train"],
-                                depth=col["depth"], width=col["width"], log_err_pivot=pivot,
-                                log_n_centre=np.float32(n_centre))
-                log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
-                                      prune.psi)
-                if shift is not None:
-                    hit = np.flatnonzero(at[inv] >= 0)
-                    offsets = kernels.normals(shift[0]) * shift[1]
-                    log_m[hit] += offsets[at[inv[hit]]]
-                if off is not None:
-                    log_m += off[inv]
-                _check_finite(group, r, {"invariant m*": log_m})
-                log_eps = log_eq1(log_m, log_np[inv], np.log(prune.eps_up), prune.gamma,
-                                  np.log(prune.p_prime))
-            if band == "prediction":
-                n_test = (r["n_test"].to_numpy(np.float32)[:, None] if "n_test" in r
-                          else np.float32(n_test_group))
-                eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
-                sd = np.sqrt(sigma**2 + binomial_log_var(eps, n_test))
-                log_eps = log_eps + sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
-            _check_finite(group, r, {"error": log_eps})
-            fn(i, np.exp(log_eps))
-
-        # numpy's ufuncs and sorts release the GIL: chunks on threads use every core. BLAS's
-        # own threads would spin beside them (10k configurations x 1k draws on 2 cores: 1.11 s
-        # with OpenBLAS's 2 threads, 0.81 s with one), so one BLAS thread while they run
-        blas = threadpool_limits(1, user_api="blas") if len(jobs) > 1 else \
-            contextlib.nullcontext()
-        with blas, ThreadPoolExecutor(max(min(len(jobs), os.cpu_count() or 1), 1)) as pool:
-            list(pool.map(work, jobs))
-
-    def _invariant_offsets(self, tau_m: np.ndarray, trained: np.ndarray, rng) -> np.ndarray:
-        """Each configuration's own offset of the log invariant ``(configurations, draws)``,
-        for a fit with the invariant scatter: a trained configuration's (``trained``: its
-        index among the fit's, or -1) posterior draws, a new one's ``Normal(0, tau_m)``, the
-        group's scatter draws. ``rng`` is drawn from after the discrepancy's offsets, so that
-        those are the same with or without it."""
-        off = kernels.normals(kernels.uniforms(rng, len(trained), self.n_draws)) \
-            * tau_m.astype(np.float32)
-        old = np.flatnonzero(trained >= 0)
-        off[old] = self.draws["log_m_config"][:, trained[old]].T
-        return off
-
-    def _dense_draws(self, uniq, trained, dense, eps0, tau, spread, rng, fused: bool = False
-                     ) -> np.ndarray:
-        """Draws of log dense error ``(configurations, draws)`` of the configurations ``uniq``
-        (``CONFIG_KEY`` values and weight count; ``trained``: each one's index among the
-        fit's configurations, or -1): trained ones from their posterior, others
-        from the dense law plus the configuration scatter ``tau`` and, for those beyond the
-        grid, the discrepancy (``spread`` from
-        :meth:`bayes_prune.beyond.Beyond.discrepancy_var`, or ``None``), both in one normal
-        draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per untrained
-        configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
-        out = np.empty((len(uniq), self.n_draws), dtype=np.float32)
-        new = np.flatnonzero(trained < 0)
-        if len(new):
-            p_u = np.array([uniq[j][-1] for j in new], dtype=np.float32)[:, None]
-            n_u = np.array([uniq[j][CONFIG_KEY.index("n_train")] for j in new],
-                           dtype=np.float32)[:, None]
-            u = kernels.uniforms(rng, len(new), self.n_draws)  # the normals z of sd below
-            if spread is None:
-                sd = tau
-            else:  # those beyond the grid (never trained) get the discrepancy's variance too
-                var = np.zeros((len(new), spread[1].shape[1]), np.float32)
-                var[_positions(len(uniq), new)[spread[0]]] = spread[1]
-                sd = np.sqrt(tau ** 2 + var)
-            if fused and len(new) == len(uniq):  # none trained: the kernel's array itself
-                return kernels.log_dense_error(p_u, n_u, dense, eps0, u, sd)
-            if fused:
-                out[new] = kernels.log_dense_error(p_u, n_u, dense, eps0, u, sd)
-            else:
-                out[new] = (log_dense_error(p_u, n_u, dense, np.float32(eps0))
-                            + kernels.normals(u) * sd)
-        old = np.flatnonzero(trained >= 0)
-        if len(old):
-            out[old] = self.draws["log_eps_np_config"][:, trained[old]].T
-        return out
+            eps0, n_test = self._eps0_ntest(arch, task)
+            groups[arch, task] = Group(
+                theta, tuple(v.astype(np.float32) for v in self._noise(arch, task)),
+                self._scale("tau_m", arch, task),  # the fit's invariant scatter, if any
+                eps0, n_test, self._pivot(arch, task), self._n_centre(arch, task),
+                # the drift rates: one per draw, shared by every chunk of the group
+                self.beyond.drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2])),
+                f"{arch}/{task}")
+        each_chunk(self, rows, self._params(rows), groups, band, seed, fn, discrepancy)
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",
                 below: float | None = None) -> pd.DataFrame:
@@ -551,60 +415,9 @@ class Posterior:
                        seed=seed)
 
 
-def _positions(n: int, idx: np.ndarray) -> np.ndarray:
-    """``at`` of length ``n`` with ``at[idx[j]] = j`` and -1 elsewhere: where each of ``n``
-    items sits in the subset ``idx``."""
-    at = np.full(n, -1)
-    at[idx] = np.arange(len(idx))
-    return at
 
 
-def _stream(*key: int) -> np.random.Generator:
-    """The random stream of one chunk's draws: SFC64, a fifth cheaper than numpy's default
-    PCG64 for the uniforms the query's normals are made of (float32, 10 million: 3.8 against
-    4.6 ns each)."""
-    return np.random.Generator(np.random.SFC64(list(key)))
 
-
-def _chunks(rows: pd.DataFrame, idx: np.ndarray):
-    """``(start, positions)`` chunks of about :data:`_CHUNK` of the rows ``idx``, never
-    splitting a configuration: its rows share one draw of everything but the noise (a curve,
-    or a run's trajectory beside a query of the same configuration)."""
-    codes = _row_codes(rows.iloc[idx], CONFIG_KEY)[0]
-    order = np.argsort(codes, kind="stable")
-    idx, codes = idx[order], codes[order]
-    a = 0
-    while a < len(idx):
-        b = min(a + _CHUNK, len(idx))
-        while b < len(idx) and codes[b] == codes[b - 1]:
-            b += 1
-        yield a, idx[a:b]
-        a = b
-
-
-def _row_codes(frame: pd.DataFrame, cols) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``frame``, a code of its values in ``cols`` (equal values, equal codes;
-    numbered 0, 1, ... in order of first appearance, as ``MultiIndex.factorize`` numbers them,
-    at a fraction of its cost: one factorize per column), and each code's first row."""
-    key = np.zeros(len(frame), np.int64)
-    for c in cols:
-        codes, uniq = pd.factorize(frame[c], use_na_sentinel=False)
-        key = pd.factorize(key * (len(uniq) + 1) + codes)[0]
-    return key, np.unique(key, return_index=True)[1]
-
-
-def _check_finite(group: str, rows: pd.DataFrame, terms: dict[str, np.ndarray]) -> None:
-    """Refuse a prediction with a non-finite draw, naming the group, the term and a row."""
-    for term, x in terms.items():
-        bad = ~np.isfinite(x)
-        if bad.any():
-            i = int(np.argmax(bad.reshape(len(x), -1).any(axis=1))) if x.shape[0] == len(rows) \
-                else 0
-            row = ", ".join(f"{c}={rows[c].iloc[i]:g}" for c in ("depth", "width", "n_train",
-                                                                 "density"))
-            raise UserError(f"{group}: the posterior's {term} is not finite in "
-                            f"{int(bad.sum())} draw(s) at {row}; the fit cannot predict it "
-                            "(refit, or check `bayes-prune fit`'s diagnostics)")
 
 
 def _width(draws: np.ndarray, level: float) -> float:
