@@ -33,7 +33,6 @@ its row (the file's line; the header is row 1) and the column. pandas and numpy 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,20 +42,17 @@ import pandas as pd
 
 from .errors import UserError
 from .grid import COLUMNS, PROVENANCE, RUN_KEY, validate
+from .table_cells import INTEGERS, ROW, Table, parse_number, read_table
 from .tasks import TASKS
 
 __all__ = ["TableMap", "import_table", "read_table", "TARGETS"]
 
 DERIVED = ("accuracy", "sparsity", "prunable_kept", "n_classes")
 TARGETS = tuple(COLUMNS) + tuple(PROVENANCE) + DERIVED
-FRACTIONS = ("accuracy", "test_error", "sparsity", "density", "random_error")
-INTEGERS = ("depth", "width", "n_train", "round", "n_test", "params_total", "params_nonzero",
-            "params_prunable", "test_mistakes", "prunable_kept", "n_classes")
 STRINGS = ("task", "arch", "run_id", "source", "device", "code_version")
 ALTERNATIVES = (("test_error", "accuracy"), ("density", "sparsity", "prunable_kept"),
                 ("random_error", "n_classes"))
 UNITS = ("auto", "fraction", "percent")
-_ROW = "_row"  # the file row of every table row, for error messages
 
 
 @dataclass(frozen=True)
@@ -99,123 +95,7 @@ class TableMap:
         return cls(m, s, pairs(where, "--where", False), tuple(joins), units, prune_fraction)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The table at ``path`` as strings, with a ``_row`` column (the file row of each row):
-    ``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet``, or ``.md`` (its first pipe table)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such table file")
-    name = path.name.lower()
-    try:
-        if name.endswith(".md"):
-            df, rows = _markdown(path)
-        elif name.endswith(".parquet"):
-            df = pd.read_parquet(path).astype(str)
-            rows = np.arange(len(df)) + 2
-        elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
-            sep = "\t" if ".tsv" in name else ","
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-            rows = np.arange(len(df)) + 2
-        else:
-            raise UserError(f"{path}: unknown table format; use .csv, .csv.gz, .tsv, .parquet "
-                            "or .md")
-    except UserError:
-        raise
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise UserError(f"{path}: not a readable table ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if df.empty:
-        raise UserError(f"{path}: the table has no rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    df[_ROW] = rows
-    return df
-
-
-def _markdown(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    lines = path.read_text().splitlines()
-    for i in range(len(lines) - 1):
-        if lines[i].lstrip().startswith("|") and re.fullmatch(
-                r"\s*\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*", lines[i + 1]):
-            def cells(line):
-                return [c.strip() for c in line.strip().strip("|").split("|")]
-
-            header, body, rows = cells(lines[i]), [], []
-            for j in range(i + 2, len(lines)):
-                if not lines[j].lstrip().startswith("|"):
-                    break
-                row = cells(lines[j])
-                if len(row) != len(header):
-                    raise UserError(f"{path}: row {j + 1}: {len(row)} cells under a header of "
-                                    f"{len(header)}")
-                body.append(row)
-                rows.append(j + 1)
-            return pd.DataFrame(body, columns=header), np.array(rows)
-    raise UserError(f"{path}: no pipe table (a '| a | b |' header followed by '|---|---|')")
-
-
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*(?:\(.*\))?\s*$")
-
-
-def _number(text: str) -> tuple[float, bool] | None:
-    """(value, marked per cent) of a cell such as ``0.91``, ``91.2 %``, ``9607294 (0.4096)``."""
-    m = _NUMBER.match(str(text))
-    return (float(m.group(1)), m.group(2) == "%") if m else None
-
-
-class _Table:
-    """One (stacked) table being mapped: the frame, its file, and where each target comes from."""
-
-    def __init__(self, df: pd.DataFrame, path: Path):
-        self.df, self.path = df, path
-        self.source: dict[str, str] = {}  # target -> column of df
-        self.label: dict[str, str] = {}  # target -> the column's name in messages
-
-    def fail(self, i: int, target: str, message: str):
-        col = self.label.get(target, self.source.get(target, target))
-        raise UserError(f"{self.path}: row {self.df[_ROW].iloc[i]}, column '{col}': {message}")
-
-    def numbers(self, target: str, units: str) -> np.ndarray:
-        col = self.source[target]
-        parsed = [_number(v) for v in self.df[col]]
-        for i, p in enumerate(parsed):
-            if p is None or not math.isfinite(p[0]):
-                shown = self.df[col].iloc[i]
-                self.fail(i, target, f"{shown!r} is not a number"
-                          if str(shown).strip() else "empty cell; a number is needed")
-        values = np.array([p[0] for p in parsed], dtype=float)
-        if target in FRACTIONS:
-            values = self._fraction(target, values, [p[1] for p in parsed], units)
-        if target in INTEGERS:
-            frac = values != np.round(values)
-            if frac.any():
-                self.fail(int(np.argmax(frac)), target, f"{values[frac][0]:g} is not an integer")
-        return values
-
-    def _fraction(self, target, values, marked, units) -> np.ndarray:
-        col = self.label.get(target, self.source[target])
-        header = re.search(r"%|percent|pct", col, re.IGNORECASE) is not None
-        percent = units == "percent" or (units == "auto" and (header or any(marked)))
-        if units == "auto" and not percent and (values > 1).any():
-            below = (values > 0) & (values < 1)
-            if below.any():
-                i = int(np.argmax(values > 1))
-                self.fail(i, target, f"{values[i]:g} is above 1 while row "
-                          f"{self.df[_ROW].iloc[int(np.argmax(below))]} holds "
-                          f"{values[below][0]:g}: fractions or percentages? give --units "
-                          "fraction or --units percent")
-            percent = True
-        top = 100.0 if percent else 1.0
-        bad = (values < 0) | (values > top)
-        if bad.any():
-            i = int(np.argmax(bad))
-            unit = "a percentage in [0, 100]" if percent else "a fraction in [0, 1]"
-            name = target.replace("_", " ")
-            self.fail(i, target, f"{values[i]:g} is not {'an' if name[0] in 'ae' else 'a'} "
-                      f"{name} ({unit})")
-        return values / 100.0 if percent else values
-
-
-def _stack(df: pd.DataFrame, m: TableMap, path: Path) -> _Table:
+def _stack(df: pd.DataFrame, m: TableMap, path: Path) -> Table:
     """The table once per source column of a multi-column map, targets pointing at columns."""
     widths = {len(v) for v in list(m.maps.values()) + list(m.sets.values()) if len(v) > 1}
     if len(widths) > 1:
@@ -230,7 +110,7 @@ def _stack(df: pd.DataFrame, m: TableMap, path: Path) -> _Table:
         for target, sources in m.maps.items():
             part[f"=> {target}"] = part[sources[c if len(sources) > 1 else 0]]
         copies.append(part)
-    table = _Table(pd.concat(copies, ignore_index=True), path)
+    table = Table(pd.concat(copies, ignore_index=True), path)
     for target, sources in m.maps.items():
         table.source[target] = f"=> {target}"
         table.label[target] = "/".join(sources)
@@ -244,7 +124,7 @@ def _check_sources(df: pd.DataFrame, m: TableMap, path: Path) -> None:
         for key, sources in items.items():
             for s in (sources if option == "--map" else [key]):
                 if s not in df.columns:
-                    cols = ", ".join(repr(c) for c in df.columns if c != _ROW)
+                    cols = ", ".join(repr(c) for c in df.columns if c != ROW)
                     raise UserError(f"{path}: {option} {key}={','.join(sources)}: no column "
                                     f"{s!r}; the table has {cols}")
 
@@ -257,8 +137,8 @@ def _filter(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
         def match(cell, values=values):
             if str(cell).strip() in values:
                 return True
-            a = _number(cell)
-            return a is not None and any((b := _number(v)) is not None and a[0] == b[0]
+            a = parse_number(cell)
+            return a is not None and any((b := parse_number(v)) is not None and a[0] == b[0]
                                          for v in values)
 
         df = df[df[col].map(match)]
@@ -269,7 +149,7 @@ def _join(df: pd.DataFrame, m: TableMap, path: Path) -> tuple[pd.DataFrame, dict
     """Add each join file's columns to ``df`` by its key columns; targets -> joined columns."""
     joined: dict[str, str] = {}
     for jpath in map(Path, m.joins):
-        j = read_table(jpath).drop(columns=_ROW)
+        j = read_table(jpath).drop(columns=ROW)
         keys = [c for c in j.columns if c in df.columns]
         if not keys:
             raise UserError(f"--join {jpath}: no column in common with {path}; its key column "
@@ -287,7 +167,7 @@ def _join(df: pd.DataFrame, m: TableMap, path: Path) -> tuple[pd.DataFrame, dict
         missing = (out["_merge"] != "both").to_numpy()
         if missing.any():
             i = int(np.argmax(missing))
-            raise UserError(f"{path}: row {out[_ROW].iloc[i]}, column '{keys[0]}': "
+            raise UserError(f"{path}: row {out[ROW].iloc[i]}, column '{keys[0]}': "
                             f"{out[keys[0]].iloc[i]!r} is not in --join {jpath} (it has "
                             f"{', '.join(sorted(j[keys[0]].astype(str)))}); drop such rows "
                             f"with --where {keys[0]}=...")
@@ -300,7 +180,7 @@ def _join(df: pd.DataFrame, m: TableMap, path: Path) -> tuple[pd.DataFrame, dict
     return df, joined
 
 
-def _targets(df: pd.DataFrame, m: TableMap, path: Path, joined: dict[str, str]) -> _Table:
+def _targets(df: pd.DataFrame, m: TableMap, path: Path, joined: dict[str, str]) -> Table:
     table = _stack(df, m, path)
     table.source.update(joined)
     for group in ALTERNATIVES:
@@ -311,10 +191,10 @@ def _targets(df: pd.DataFrame, m: TableMap, path: Path, joined: dict[str, str]) 
     return table
 
 
-def _convert(table: _Table, m: TableMap, need_seed: bool = True) -> pd.DataFrame:
+def _convert(table: Table, m: TableMap, need_seed: bool = True) -> pd.DataFrame:
     """The grid columns of a mapped table (``_row`` kept for messages)."""
     src, df = table.source, table.df
-    out = pd.DataFrame({_ROW: df[_ROW].to_numpy()})
+    out = pd.DataFrame({ROW: df[ROW].to_numpy()})
     for target in src:
         if target in STRINGS:
             values = df[src[target]].astype(str).str.strip()
@@ -363,9 +243,9 @@ def _convert(table: _Table, m: TableMap, need_seed: bool = True) -> pd.DataFrame
     return out
 
 
-def _seed(table: _Table, i: int, value) -> int:
+def _seed(table: Table, i: int, value) -> int:
     m = re.fullmatch(r"\s*(?:.*?\D)?(\d+)\s*", str(value))
-    n = _number(value)
+    n = parse_number(value)
     if n is not None and n[0] == round(n[0]):
         return int(n[0])
     if m:
@@ -375,7 +255,7 @@ def _seed(table: _Table, i: int, value) -> int:
     raise AssertionError  # fail raises
 
 
-def _rounds(out: pd.DataFrame, table: _Table, m: TableMap) -> pd.DataFrame:
+def _rounds(out: pd.DataFrame, table: Table, m: TableMap) -> pd.DataFrame:
     """Round from density where the table has none; densities must fall as rounds rise."""
     keep = 1.0 - m.prune_fraction
     if "round" not in out:
@@ -391,7 +271,7 @@ def _rounds(out: pd.DataFrame, table: _Table, m: TableMap) -> pd.DataFrame:
     return out
 
 
-def _falling(out: pd.DataFrame, table: _Table) -> None:
+def _falling(out: pd.DataFrame, table: Table) -> None:
     key = [c for c in RUN_KEY + ["run_id"] if c in out]
     for _, run in out.sort_values("round", kind="stable").groupby(key, sort=False):
         d = run["density"].to_numpy()
@@ -402,10 +282,10 @@ def _falling(out: pd.DataFrame, table: _Table) -> None:
                     "as density=COLUMN") if "sparsity" in table.source else ""
             col = next(t for t in ("sparsity", "density", "prunable_kept") if t in table.source)
             name = table.label.get(col, table.source[col])
-            raise UserError(f"{table.path}: row {int(b[_ROW])}, column '{name}': density "
+            raise UserError(f"{table.path}: row {int(b[ROW])}, column '{name}': density "
                             f"{b['density']:.4g} at round "
                             f"{int(b['round'])} exceeds {a['density']:.4g} at round "
-                            f"{int(a['round'])} of the same run (row {int(a[_ROW])}){hint}")
+                            f"{int(a['round'])} of the same run (row {int(a[ROW])}){hint}")
 
 
 def _nonzero(out: pd.DataFrame) -> pd.DataFrame:
@@ -420,7 +300,7 @@ def _nonzero(out: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=[c for c in ("prunable_kept",) if c in out])
 
 
-def _random_error(out: pd.DataFrame, table: _Table) -> None:
+def _random_error(out: pd.DataFrame, table: Table) -> None:
     if "random_error" in out:
         return
     unknown = ~out["task"].isin(list(TASKS)).to_numpy()
@@ -460,7 +340,7 @@ def _dense_rows(out: pd.DataFrame, dense_path: Path, m: TableMap) -> pd.DataFram
         if cfg not in medians.index:
             raise UserError(f"--dense {dense_path}: no dense network of configuration "
                             f"{dict(zip(config, cfg, strict=True))} (the run of row "
-                            f"{int(first[_ROW])})")
+                            f"{int(first[ROW])})")
         med, size = medians.loc[cfg]
         rows.append({**first.to_dict(), "round": 0, "density": 1.0, "test_error": float(med),
                      "params_nonzero": first["params_total"],
@@ -496,11 +376,11 @@ def import_table(path: str | Path, mapping: TableMap, dense: str | Path | None =
     if dup.any():
         i = int(np.argmax(dup))
         first = out[(out[key] == out.loc[i, key]).all(axis=1)].iloc[0]
-        raise UserError(f"{path}: row {int(out[_ROW].iloc[i])}: the same run and round as row "
-                        f"{int(first[_ROW])} ({', '.join(f'{k}={out.loc[i, k]}' for k in key)}); "
+        raise UserError(f"{path}: row {int(out[ROW].iloc[i])}: the same run and round as row "
+                        f"{int(first[ROW])} ({', '.join(f'{k}={out.loc[i, k]}' for k in key)}); "
                         "map the column that tells them apart (seed=..., run_id=...) or "
                         "filter with --where")
-    out = out.drop(columns=_ROW)
+    out = out.drop(columns=ROW)
     ints = [c for c in INTEGERS if c in out]
     out[ints] = out[ints].astype(np.int64)
     cols = list(COLUMNS) + [c for c in PROVENANCE if c in out]
