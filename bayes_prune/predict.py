@@ -102,7 +102,7 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
             if expected:
                 if not finite:
                     check_finite(grp.name, r, {"error": np.log(out)})
-                return fn(i, out)
+                return fn(i, np.minimum(out, 1.0))
             log_eps = out
         else:
             prune, _ = laws(theta, post.centres, np.float32(grp.eps0), n_train=col["n_train"],
@@ -126,7 +126,9 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
             sd = np.sqrt(sigma**2 + binomial_log_var(eps, n_test))
             log_eps = log_eps + sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
         check_finite(grp.name, r, {"error": log_eps})
-        fn(i, np.exp(log_eps))
+        # an error is a fraction: far beyond the grid the log-normal offsets of the dense error
+        # and the invariant (sd growing with the distance) put draws above 1, which are 1
+        fn(i, np.exp(np.minimum(log_eps, 0.0)))
 
     # numpy's ufuncs and sorts release the GIL: chunks on threads use every core. BLAS's
     # own threads would spin beside them (10k configurations x 1k draws on 2 cores: 1.11 s

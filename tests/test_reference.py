@@ -241,6 +241,28 @@ def test_a_draw_that_is_not_finite_is_refused_by_name_on_either_path(post, fused
     assert np.isfinite(post.summary(rows)[["lower", "upper"]].to_numpy()).all()
 
 
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_no_error_draw_exceeds_one_however_far_beyond_the_grid(post, fused, monkeypatch):
+    """Far beyond the grid the discrepancy's log-normal offsets are wide; an error is still a
+    fraction: a query 1,000x deeper than the grid once answered a mean error of 16.4 and an
+    upper bound of 1.95. Either path, either band."""
+    from bayes_prune import kernels
+
+    if fused == "1":
+        pytest.importorskip("jax")
+        monkeypatch.setattr(kernels, "MIN_ELEMENTS", 1)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", fused)
+    rows = pd.DataFrame({"arch": ["mlp", "cnn"], "task": ["mnist1d", "fashion-mnist"],
+                         "depth": [2000, 30], "width": [100000, 512],
+                         "n_train": [10**9, 10**6], "density": [1e-9, 1e-3]})
+    for band in ("expected", "prediction"):
+        draws = post.predict_draws(rows, band=band)
+        assert (draws > 0.999).mean() > 0.01  # far enough out for the bound to matter
+        assert draws.max() <= 1.0
+        s = post.summary(rows, band=band)
+        assert (s[["mean", "median", "lower", "upper"]] <= 1.0).all().all()
+
+
 def test_the_fused_path_is_taken_when_it_pays(monkeypatch):
     """``auto`` imports JAX only for a query that pays for the import; ``1`` and ``0`` force;
     anything else is refused."""
