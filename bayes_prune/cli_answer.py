@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -189,8 +190,9 @@ def _run_design(args) -> None:
 
 def _group_arg(text: str) -> tuple[str, str]:
     arch, sep, task = text.partition("/")
-    if not sep or not arch or not task:
-        raise UserError(f"{text!r} is not of the form ARCH/TASK (e.g. mlp/mnist1d)")
+    if not sep or not arch or not task:  # argparse prints this message as it is
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not of the form ARCH/TASK (e.g. mlp/mnist1d)")
     return arch, task
 
 

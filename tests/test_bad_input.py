@@ -212,3 +212,18 @@ def test_a_frame_handed_to_fit_in_python_is_checked_like_a_file():
     grid.loc[2, "density"] = 1.8
     with pytest.raises(UserError, match=r"frame: row 4, column 'density': 1.8 is not a density"):
         fit(grid, source="frame", progress=False)
+
+
+@pytest.mark.parametrize("command", ["compare", "suggest"])
+def test_a_group_not_written_arch_slash_task(capsys, tmp_path, command):
+    """``--a mlp`` is refused by argparse in its own words (exit 2, usage above it), naming the
+    form, not its parser's function (``invalid _group_arg value``)."""
+    before = _files(tmp_path)
+    argv = {"compare": ["compare", "reference", "--coef", "gamma"],
+            "suggest": ["suggest", "reference", "--goal-compare", "--coef", "gamma"]}[command]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--a", "mlp", "--b", "cnn/mnist1d"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith("argument --a: 'mlp' is not of the form ARCH/TASK (e.g. mlp/mnist1d)"), err
+    assert _files(tmp_path) == before
