@@ -53,8 +53,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, an object per group and method with keys arch, "
                         "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
-                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, and for bayes "
-                        "the fit's max_rhat, min_ess_bulk, divergences")
+                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, for bayes "
+                        "the fit's max_rhat, min_ess_bulk, divergences, and by_density: per "
+                        "interval of density (< 0.01 ... 0.6-1, dense), points, log_miss (mean "
+                        "log measured - log predicted median), coverage_90, width_90")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -126,10 +128,32 @@ def _run_evaluate(args) -> None:
 
     print((f"fitted {len(fit_grid)} points, " if fit_grid is not None else
            f"posterior {args.posterior}, ") + f"held out {len(held)}")
-    print(pd.DataFrame(rows).to_string(index=False, na_rep="-",
-                                       float_format=lambda x: f"{x:.4g}"))
+    print(pd.DataFrame(rows).drop(columns="by_density").to_string(
+        index=False, na_rep="-", float_format=lambda x: f"{x:.4g}"))
+    _print_by_density(rows)
     if fit_grid is not None:
         _print_fit_quality(fit_grid)
+
+
+def _print_by_density(rows: list[dict]) -> None:
+    """Where along the curve each banded method misses: per group and interval of density,
+    the mean log miss and the 90 % band's coverage."""
+    import pandas as pd
+
+    cells = [{"group": f"{r['arch']}/{r['task']}", "method": r["method"],
+              "density": d["density"],
+              "cell": f"{d['log_miss']:+.2f} / {100 * d['coverage_90']:.0f} %"}
+             for r in rows if r["method"] != "lsq" for d in r["by_density"]]
+    if not cells:
+        return
+    table = pd.DataFrame(cells).pivot(index=["group", "method"], columns="density",
+                                      values="cell")
+    order = [c for c in ("dense", "0.6-1", "0.2-0.6", "0.05-0.2", "0.01-0.05", "< 0.01")
+             if c in table.columns]
+    print("\nwhere along the curve the held-out points miss, per interval of density: mean "
+          "log(measured / predicted median) / 90 % band covers (negative: erred less than "
+          "predicted)")
+    print(table[order].fillna("-").to_string())
 
 
 def _print_fit_quality(fit_grid) -> None:

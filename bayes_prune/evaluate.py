@@ -13,7 +13,9 @@ included) are never shown to a method. Methods:
 Scores per group and method: ``delta = (pred - obs) / obs`` with ``pred`` the draws' median;
 median ``|delta|``, mean and std of ``delta``; coverage of the central 50 % and 90 % bands; and
 the mean log predictive density ``lpd`` of the observed errors under a normal approximation of
-each point's predictive log error (for ``lsq``, its fitting residual sd).
+each point's predictive log error (for ``lsq``, its fitting residual sd). And where along the
+curve the points miss (``by_density``, :func:`by_density`): per interval of density, the mean
+log miss and the 90 % band's coverage and width.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
-           "predict_bayes", "score", "score_posterior", "evaluate", "leave_group_out",
+           "predict_bayes", "score", "by_density", "score_posterior", "evaluate",
+           "leave_group_out",
            "interior_configs", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
@@ -151,6 +154,33 @@ def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None =
     return out
 
 
+# intervals of density along a curve: the high plateau and power law, the knee, the dense plateau
+DENSITY_EDGES = (0.0, 0.01, 0.05, 0.2, 0.6, 0.999, 1.0)
+DENSITY_INTERVALS = ("< 0.01", "0.01-0.05", "0.05-0.2", "0.2-0.6", "0.6-1", "dense")
+
+
+def by_density(holdout: pd.DataFrame, log_draws: np.ndarray) -> list[dict]:
+    """Where along the curve predictive draws ``(rows, draws)`` of log error miss ``holdout``:
+    per interval of density that holds points (:data:`DENSITY_INTERVALS`, the last one the
+    dense points), ``points``, ``log_miss`` (the mean of ``log obs - log median``: negative,
+    the networks erred less than predicted), ``coverage_90`` and ``width_90`` (the central 90 %
+    band's median width in log error; both ``None`` for a method without a band)."""
+    log_obs = np.log(lsq.observed_errors(holdout))
+    lo, med, hi = np.percentile(log_draws, [5, 50, 95], axis=1)
+    banded = log_draws.shape[1] > 1
+    where = np.digitize(holdout["density"].to_numpy(float), DENSITY_EDGES[1:-1], right=True)
+    out = []
+    for k, name in enumerate(DENSITY_INTERVALS):
+        i = where == k
+        if i.any():
+            out.append({"density": name, "points": int(i.sum()),
+                        "log_miss": float(np.mean(log_obs[i] - med[i])),
+                        "coverage_90": float(np.mean((log_obs[i] >= lo[i]) & (log_obs[i] <= hi[i])))
+                        if banded else None,
+                        "width_90": float(np.median(hi[i] - lo[i])) if banded else None})
+    return out
+
+
 DIAGNOSTIC_KEYS = ("max_rhat", "min_ess_bulk", "divergences")
 
 
@@ -159,8 +189,9 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
              log: Callable[[str], None] | None = None, **fit_kwargs) -> list[dict]:
     """Scores per (arch, task) group of ``holdout`` and method, as ``evaluate --json`` prints
     them: keys arch, task, method, n_holdout, median_abs_delta, delta_mean, delta_std,
-    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time), and for
-    the Bayesian rows the fit's max_rhat, min_ess_bulk and divergences. ``log``
+    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time), for
+    the Bayesian rows the fit's max_rhat, min_ess_bulk and divergences, and by_density
+    (:func:`by_density`). ``log``
     is told each method as it starts and ends (a fit can take minutes)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -198,7 +229,8 @@ def _group_rows(holdout: pd.DataFrame, draws: np.ndarray, method: str, seconds: 
     for key, held in holdout.groupby(GROUP_KEY, sort=True):
         i = held.index.to_numpy()
         rows.append({"arch": key[0], "task": key[1], "method": method,
-                     **score(held, draws[i], noise_sd=noise), "seconds": seconds, **sampler})
+                     **score(held, draws[i], noise_sd=noise), "seconds": seconds, **sampler,
+                     "by_density": by_density(held, draws[i])})
     return rows
 
 

@@ -6,7 +6,8 @@ benchmarks save them), and prints per group, for the held-out points' prediction
 
 - per interval of density (dense point; 0.6-1; 0.2-0.6; 0.05-0.2; 0.01-0.05; below 0.01): the
   mean of ``log(measured) - log(median predicted)`` (negative: the network erred less than
-  predicted), the 90 % band's coverage and its median width in log error;
+  predicted), the 90 % band's coverage and its median width in log error
+  (:func:`bayes_prune.evaluate.by_density`, what ``evaluate`` prints under its table);
 - the probability integral transform in tenths (the share of points whose measured error falls
   in each tenth of its predictive distribution: 10 % each for a calibrated band) and the mean
   and sd of ``z = (log measured - median) / sd``: a biased band has a mean away from 0, an
@@ -32,27 +33,17 @@ import pandas as pd
 from drift_rules import leave_group_out_splits
 from signed_drift import GROUPS, fitted, top_corner_splits
 
+from bayes_prune import evaluate
 from bayes_prune.discrepancy import extrapolation_discrepancy
 
-EDGES = (0.0, 0.01, 0.05, 0.2, 0.6, 0.999, 1.0)
-NAMES = ("< 0.01", "0.01-0.05", "0.05-0.2", "0.2-0.6", "0.6-1", "dense")
 
-
-def miss_table(held: pd.DataFrame, log_draws: np.ndarray) -> tuple[pd.DataFrame, dict]:
-    """Per density interval: points, mean log miss, 90 % coverage and band width; and the
-    PIT tenths and z's mean and sd of all held-out points."""
+def calibration(held: pd.DataFrame, log_draws: np.ndarray) -> dict:
+    """The PIT tenths and z's mean and sd of all held-out points."""
     y = np.log(held["test_error"].to_numpy(float))
-    lo, med, hi = np.quantile(log_draws, [0.05, 0.5, 0.95], axis=1)
-    frame = pd.DataFrame({
-        "interval": pd.cut(held["density"].to_numpy(float), EDGES, labels=NAMES),
-        "miss": y - med, "covered": (y >= lo) & (y <= hi), "width": hi - lo})
-    table = frame.groupby("interval", observed=True).agg(
-        points=("miss", "size"), miss=("miss", "mean"), covered=("covered", "mean"),
-        width=("width", "median"))
     pit = (log_draws < y[:, None]).mean(axis=1)
-    z = (y - med) / log_draws.std(axis=1)
-    return table, {"pit": np.histogram(pit, bins=10, range=(0, 1))[0] / len(pit),
-                   "z_mean": float(z.mean()), "z_sd": float(z.std())}
+    z = (y - np.median(log_draws, axis=1)) / log_draws.std(axis=1)
+    return {"pit": np.histogram(pit, bins=10, range=(0, 1))[0] / len(pit),
+            "z_mean": float(z.mean()), "z_sd": float(z.std())}
 
 
 def main() -> None:
@@ -68,14 +59,15 @@ def main() -> None:
         post = copy.copy(fitted(Path(args.fits) / f"{args.split}_{stem}.nc", fit_grid,
                                 f"{args.split} {group}"))
         post.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(fit_grid))
-        table, calib = miss_table(held, np.log(post.predict_draws(held, band="prediction")))
+        log_draws = np.log(post.predict_draws(held, band="prediction"))
+        calib = calibration(held, log_draws)
         print(f"{args.split} {group}: PIT tenths "
               + " ".join(f"{100 * v:.0f}" for v in calib["pit"])
               + f" %; z mean {calib['z_mean']:+.2f}, sd {calib['z_sd']:.2f}")
-        for name, r in table.iterrows():
-            print(f"    density {name:9s} {r.points:4.0f} points  mean log miss "
-                  f"{r.miss:+.2f}  90 % covers {100 * r.covered:5.1f} %  band width "
-                  f"{r.width:.2f}", flush=True)
+        for r in evaluate.by_density(held, log_draws):
+            print(f"    density {r['density']:9s} {r['points']:4d} points  mean log miss "
+                  f"{r['log_miss']:+.2f}  90 % covers {100 * r['coverage_90']:5.1f} %  band "
+                  f"width {r['width_90']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

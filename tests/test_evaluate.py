@@ -53,6 +53,31 @@ def test_score_of_a_perfect_band():
     assert out["coverage_90"] == pytest.approx(0.9, abs=0.02)
 
 
+def test_by_density_finds_the_interval_where_a_band_misses():
+    """A band calibrated everywhere but at the knee (density 0.05-0.2), where the points err
+    0.5 less in log than its centre: by_density names that interval, its miss and its
+    coverage; the others are near 0 and 90 %; the dense points have their own interval."""
+    rng = np.random.default_rng(1)
+    density = np.concatenate([0.8 ** rng.integers(1, 30, 6000), np.ones(500)])
+    mu = np.log(rng.uniform(0.05, 0.5, density.size))
+    knee = (density > 0.05) & (density <= 0.2)
+    obs = np.exp(mu - 0.5 * knee + 0.1 * rng.standard_normal(mu.size))
+    held = pd.DataFrame({"test_error": obs, "n_test": 10**9, "density": density})
+    draws = mu[:, None] + 0.1 * rng.standard_normal((mu.size, 1000))
+    rows = {r["density"]: r for r in evaluate.by_density(held, draws)}
+    assert list(rows) == list(evaluate.DENSITY_INTERVALS)
+    assert sum(r["points"] for r in rows.values()) == len(held)
+    assert rows["dense"]["points"] == 500
+    assert rows["0.05-0.2"]["log_miss"] == pytest.approx(-0.5, abs=0.02)
+    assert rows["0.05-0.2"]["coverage_90"] < 0.01
+    for name, r in rows.items():
+        assert r["width_90"] == pytest.approx(2 * 1.645 * 0.1, rel=0.05)
+        if name != "0.05-0.2":
+            assert abs(r["log_miss"]) < 0.02 and r["coverage_90"] == pytest.approx(0.9, abs=0.04)
+    point = evaluate.by_density(held, np.log(obs)[:, None])  # one draw: no band
+    assert all(r["coverage_90"] is None and r["width_90"] is None for r in point)
+
+
 def test_fit_quality_table():
     grid = simulate_grid(depths=(2,), widths=(16, 64), n_trains=(1000,), seeds=(0, 1, 2))
     table = evaluate.fit_quality(grid)

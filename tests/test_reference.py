@@ -298,6 +298,15 @@ def test_evaluate_scores_the_saved_posterior_without_fitting(post, tmp_path):
     assert rows[0]["coverage_90"] == pytest.approx(want["coverage_90"])
     assert rows[0]["median_abs_delta"] == pytest.approx(want["median_abs_delta"])
     assert rows[0]["max_rhat"] == pytest.approx(post.diagnostics["max_rhat"])
+    by = {d["density"]: d for d in rows[0]["by_density"]}  # where along the curve it misses
+    assert sum(d["points"] for d in by.values()) == len(held)
+    assert by["dense"]["points"] == int((held["density"] == 1).sum())
+    covered = sum(d["coverage_90"] * d["points"] for d in by.values()) / len(held)
+    assert covered == pytest.approx(want["coverage_90"], abs=1e-9)
+    r = _cli("evaluate", "--posterior", "reference", "--holdout", held_csv)
+    assert r.returncode == 0, r.stderr
+    assert "where along the curve the held-out points miss" in r.stdout
+    assert f"{by['dense']['log_miss']:+.2f} / {100 * by['dense']['coverage_90']:.0f} %" in r.stdout
     assert 0 < rows[0]["coverage_50"] < rows[0]["coverage_90"] <= 1
     # with a grid, the baselines are fitted on it beside the saved posterior's row
     r = _cli("evaluate", reference.RESULTS / "mnist1d_cnn.csv", "--posterior", "reference",
