@@ -66,13 +66,15 @@ import pandas as pd
 from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
-__all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "CURVATURE", "Centres", "Layout", "curvature",
+__all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "ZETA", "CURVATURE", "Centres", "Layout", "curvature",
            "dense_law", "group_anchors", "layout", "laws", "log_plateau", "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
 KAPPA = "kappa_n"
 KAPPA_GAMMA = "kappa_gamma_n"
+# the dense law's size is params x (depth / the group's mean depth)^zeta (the variant dense_depth)
+ZETA = "zeta"
 CURVATURE = ("phi2", "psi2")
 
 
@@ -185,8 +187,13 @@ def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
     return prune, dense_law(theta, centres, eps0, xp=xp)
 
 
-def dense_law(theta, centres: Centres, eps0, xp=np) -> DenseLaw:
-    """The dense-error envelope of ``theta``'s draws (it depends on no row of a query)."""
+def dense_law(theta, centres: Centres, eps0, xp=np, depth=None, log_depth_centre=None
+              ) -> DenseLaw:
+    """The dense-error envelope of ``theta``'s draws. With :data:`ZETA` in ``theta`` and
+    ``depth`` given, a network's size in the envelope is its weight count times
+    ``(depth / centre)^zeta`` (``log_depth_centre``: the group's mean log depth, by default the
+    grid's), folded into ``log_b``, which then varies with depth: at equal weights, a deeper
+    network errs less (``zeta > 0``) or more. Without them it depends on no row of a query."""
     za, zb, level = theta["logit_share_a"], theta["logit_share_b"], theta["log_dense"]
     norm = xp.logaddexp(0.0, xp.logaddexp(za, zb))  # log(1 + e^za + e^zb)
     log_wa, log_wb = za - norm, zb - norm
@@ -194,9 +201,12 @@ def dense_law(theta, centres: Centres, eps0, xp=np) -> DenseLaw:
     beta = xp.exp(theta["log_slope_m"] - log_wb)
     # log a = level + log w_a + alpha <log n>: a term the grid cannot inform (one n_train) may
     # have an alpha that puts a beyond a float's range, but a n^-alpha stays finite near the grid
+    log_b = level + log_wb + beta * centres.log_params
+    if ZETA in theta and depth is not None:
+        centre = centres.log_depth if log_depth_centre is None else log_depth_centre
+        log_b = log_b - beta * theta[ZETA] * (xp.log(depth) - centre)
     return DenseLaw(log_a=level + log_wa + alpha * centres.log_n, alpha=alpha,
-                    log_b=level + log_wb + beta * centres.log_params, beta=beta,
-                    log_c_inf=level - norm, eta=eps0)
+                    log_b=log_b, beta=beta, log_c_inf=level - norm, eta=eps0)
 
 
 @dataclass(frozen=True)
@@ -233,8 +243,9 @@ def layout(grid: pd.DataFrame) -> Layout:
                .agg(**{c: (c, "first") for c in CONFIG_KEY + ["params_total",
                                                               "params_prunable", "group_idx"]})
                .reset_index(drop=True))
-    groups["log_n_centre"] = (np.log(configs["n_train"].astype(float))
-                              .groupby(configs["group_idx"]).mean().to_numpy())
+    for axis, name in (("n_train", "log_n_centre"), ("depth", "log_depth_centre")):
+        groups[name] = (np.log(configs[axis].astype(float))
+                        .groupby(configs["group_idx"]).mean().to_numpy())
     runs = (pts.groupby("run_idx", sort=True)
             .agg(config_idx=("config_idx", "first"), seed=("seed", "first"),
                  group_idx=("group_idx", "first")).reset_index(drop=True))

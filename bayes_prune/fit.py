@@ -95,7 +95,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         backend: str = "auto",
         precision: str = "auto", device: str = "cpu",
         ess_target: float | None = Target.ess, method: str = "nuts",
-        borrow_drift: bool = True, invariant_scatter: bool = False) -> Posterior:
+        borrow_drift: bool = True, invariant_scatter: bool = False,
+        dense_depth: bool = False) -> Posterior:
     """Fit the hierarchical model to an error grid and return its posterior (the grid is
     validated first, :func:`bayes_prune.grid.validate`: a bad frame is a one-line error naming
     ``source``, the row and the column).
@@ -130,6 +131,10 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` are the law's variants
     (:mod:`bayes_prune.coords`), on by default: they predict configurations beyond a grid
     better than the paper's law (experiments/README.md); all three ``False`` is the paper's.
+    ``dense_depth`` (opt-in) sizes a network in the dense envelope by its weights times a
+    power of its depth (:data:`bayes_prune.coords.ZETA`): better on the settling split and on
+    leave-group-out, too narrow two depths beyond the reference grids (experiments/README.md,
+    "The dense law's size").
     ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
     least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
@@ -147,7 +152,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     lay = layout(grid)
     priors = priors or Priors().follow(lay)
     variants = {"p_depends_on_n": p_depends_on_n, "gamma_depends_on_n": gamma_depends_on_n,
-                "curved": curved}
+                "curved": curved, "dense_depth": dense_depth}
     if ar1 and log_likelihood:
         raise UserError("--loo needs independent points: the AR(1) residuals (--ar1) have no "
                         "pointwise log likelihood")

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .beyond import Beyond
-from .coords import CURVATURE, Centres, laws, pooling_cov
+from .coords import CURVATURE, ZETA, Centres, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .predict import Group, each_chunk, row_codes
@@ -189,8 +189,9 @@ class Posterior:
     def natural(self, arch: str, task: str) -> dict[str, np.ndarray]:
         """Draws of the law's coefficients on their natural scale for (arch, task): the joint
         law's ``gamma, p_prime, phi, psi, eps_up`` (for the variants: at the grid's centre
-        n_train, depth and width), the dense law's ``a, alpha, b, beta, c_inf``, and the
-        ``curved`` variant's ``phi2, psi2``."""
+        n_train, depth and width), the dense law's ``a, alpha, b, beta, c_inf`` (``b`` at the
+        group's mean depth), the ``curved`` variant's ``phi2, psi2`` and ``dense_depth``'s
+        ``zeta``."""
         return self._natural(self.coefficients(arch, task), arch, task)
 
     def _natural(self, theta: dict, arch: str, task: str) -> dict[str, np.ndarray]:
@@ -202,7 +203,7 @@ class Posterior:
         out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
         out.update({k: np.broadcast_to(v, (n,)) for k, v in dense.as_dict().items()
                     if k != "eta"})
-        out.update({k: v for k, v in theta.items() if k in CURVATURE})
+        out.update({k: v for k, v in theta.items() if k in CURVATURE or k == ZETA})
         return out
 
     def identification(self, level: float = 0.9) -> pd.DataFrame:
@@ -287,6 +288,14 @@ class Posterior:
             return self.centres.log_n
         return float(self.groups["log_n_centre"][g])
 
+    def _depth_centre(self, arch: str, task: str) -> float:
+        """The group's mean log depth, about which the dense law's ``zeta`` acts
+        (:func:`~bayes_prune.coords.dense_law`); the grid's for a pair never fitted."""
+        g = self._group_index.get((arch, task))
+        if g is None or "log_depth_centre" not in self.groups:
+            return self.centres.log_depth
+        return float(self.groups["log_depth_centre"][g])
+
     def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
         g = self._group_index.get((arch, task))
         if g is not None:
@@ -340,7 +349,7 @@ class Posterior:
                 eps0, n_test, self._pivot(arch, task), self._n_centre(arch, task),
                 # the drift rates: one per draw, shared by every chunk of the group
                 self.beyond.drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2])),
-                f"{arch}/{task}")
+                f"{arch}/{task}", self._depth_centre(arch, task))
         each_chunk(self, rows, self._params(rows), groups, band, seed, fn, discrepancy)
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",

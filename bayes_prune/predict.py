@@ -11,6 +11,7 @@ of is said in :mod:`bayes_prune.posterior`'s docstring. Numpy only, like every q
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -20,7 +21,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import kernels
-from .coords import dense_law, laws
+from .coords import ZETA, dense_law, laws
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
@@ -43,6 +44,7 @@ class Group(NamedTuple):
     n_centre: float
     drift: dict | None
     name: str
+    depth_centre: float | None = None  # its mean log depth, about which zeta acts
 
 
 def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band: str,
@@ -75,9 +77,11 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
         trained = np.array([post._config_index.get(k[:-1], -1) for k in uniq])
         spread = post.beyond.discrepancy_var(grp.name, uniq, grp.drift) if discrepancy \
             else None
-        log_np = dense_draws(post, uniq, trained,
-                             dense_law(theta, post.centres, np.float32(grp.eps0)), grp.eps0,
-                             tau, spread, rng, fused)
+        dense = dense_law(theta, post.centres, np.float32(grp.eps0))
+        if ZETA in theta:  # the dense law's size depends on depth: a law per configuration
+            dense = functools.partial(dense_law, theta, post.centres, np.float32(grp.eps0),
+                                      log_depth_centre=np.float32(grp.depth_centre))
+        log_np = dense_draws(post, uniq, trained, dense, grp.eps0, tau, spread, rng, fused)
         shift, at = None, np.full(len(uniq), -1)
         if spread is not None:  # the invariant's discrepancy, beyond the grid only
             out, _, var_m = spread
@@ -160,7 +164,10 @@ def dense_draws(post, uniq, trained, dense, eps0, tau, spread, rng, fused: bool 
     the configuration scatter ``tau`` and, for those beyond the grid, the discrepancy
     (``spread`` from :meth:`bayes_prune.beyond.Beyond.discrepancy_var`, or ``None``), both in
     one normal draw of sd ``sqrt(tau^2 + sd_dense^2)``; the law is evaluated once per
-    untrained configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`)."""
+    untrained configuration (``fused``: by :func:`bayes_prune.kernels.log_dense_error`).
+    ``dense`` is the group's :class:`~bayes_prune.law.DenseLaw`, or, for a law whose size
+    depends on depth, a function of the configurations' depths ``(configurations, 1)`` that
+    returns it (numpy then)."""
     out = np.empty((len(uniq), post.n_draws), dtype=np.float32)
     new = np.flatnonzero(trained < 0)
     if len(new):
@@ -168,6 +175,9 @@ def dense_draws(post, uniq, trained, dense, eps0, tau, spread, rng, fused: bool 
         n_u = np.array([uniq[j][CONFIG_KEY.index("n_train")] for j in new],
                        dtype=np.float32)[:, None]
         u = kernels.uniforms(rng, len(new), post.n_draws)  # the normals z of sd below
+        if callable(dense):
+            dense, fused = dense(depth=np.array([uniq[j][CONFIG_KEY.index("depth")]
+                                                 for j in new], dtype=np.float32)[:, None]), False
         if spread is None:
             sd = tau
         else:  # those beyond the grid (never trained) get the discrepancy's variance too

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .coords import KAPPA, KAPPA_GAMMA, Layout
+from .coords import KAPPA, KAPPA_GAMMA, ZETA, Layout
 from .errors import UserError
 
 __all__ = ["Priors"]
@@ -35,15 +35,17 @@ class Priors:
         {"log_gamma": np.log(2.0), "log_p_centre": -3.0, "phi": 0.5, "psi": 1.0,
          "logit_eps_up": 2.0, "log_dense": np.log(0.15), "logit_share_a": 0.0,
          "logit_share_b": 0.0, "log_slope_n": np.log(0.2), "log_slope_m": np.log(0.15),
-         KAPPA: 0.0, KAPPA_GAMMA: 0.0, "phi2": 0.0, "psi2": 0.0},
+         KAPPA: 0.0, KAPPA_GAMMA: 0.0, "phi2": 0.0, "psi2": 0.0, ZETA: 0.0},
         {"log_gamma": 0.5, "log_p_centre": 1.5, "phi": 0.75, "psi": 0.75, "logit_eps_up": 1.0,
          "log_dense": 1.0, "logit_share_a": 0.5, "logit_share_b": 0.5, "log_slope_n": 0.75,
-         "log_slope_m": 0.75, KAPPA: 0.5, KAPPA_GAMMA: 0.5, "phi2": 0.5, "psi2": 0.5})
+         "log_slope_m": 0.75, KAPPA: 0.5, KAPPA_GAMMA: 0.5, "phi2": 0.5, "psi2": 0.5,
+         ZETA: 0.5})
     spread: dict = field(default_factory=lambda: {
         k: {"log_gamma": f * 0.3, "log_p_centre": f * 0.75, "phi": f * 0.3, "psi": f * 0.3,
             "logit_eps_up": f * 0.5, "log_dense": f * 0.5, "logit_share_a": f * 0.25,
             "logit_share_b": f * 0.25, "log_slope_n": f * 0.3, "log_slope_m": f * 0.3,
-            KAPPA: f * 0.2, KAPPA_GAMMA: f * 0.2, "phi2": f * 0.25, "psi2": f * 0.25}
+            KAPPA: f * 0.2, KAPPA_GAMMA: f * 0.2, "phi2": f * 0.25, "psi2": f * 0.25,
+            ZETA: f * 0.5}
         for k, f in (("arch", 1.0), ("task", 1.0), ("pair", 1 / 3))})
     # Noise scales: LogNormal(log median, 0.5). Bounded away from 0, unlike HalfNormal: with
     # 2-3 seeds a configuration, a scale near 0 opens a funnel the sampler cannot enter.

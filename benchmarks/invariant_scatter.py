@@ -1,6 +1,8 @@
 """Each configuration's own shift of the curve (``fit --invariant-scatter``) against the default.
 
-Fits both models on a split of the reference grids (experiments/README) at ``fit``'s defaults,
+Or, with ``--model dense-depth``, the dense envelope sized by weights times a power of depth
+(``fit --dense-depth``). Fits both models on a split of the reference grids (experiments/README)
+at ``fit``'s defaults,
 seed 0, keeps them in ``--out`` (``--baseline`` may point at existing default fits of the same
 split, named ``{split}_{stem}.nc``), and prints per group 90 % / 50 % coverage, lpd and median
 |delta| of the held-out points under each:
@@ -11,7 +13,8 @@ split, named ``{split}_{stem}.nc``), and prints per group 90 % / 50 % coverage, 
 Every posterior's extrapolation discrepancy is re-measured with today's rule on its fitting
 set, so that both models carry the same.
 
-Usage: python benchmarks/invariant_scatter.py [--split top|lgo] [--out DIR] [--baseline DIR]
+Usage: python benchmarks/invariant_scatter.py [--split top|lgo] [--model scatter|dense-depth]
+       [--out DIR] [--baseline DIR]
 (eight fits, about 20-30 minutes on 2 cores the first time; scoring about a minute)
 """
 
@@ -30,25 +33,30 @@ from signed_drift import GROUPS, fitted, top_corner_splits
 from bayes_prune import evaluate
 from bayes_prune.discrepancy import extrapolation_discrepancy
 
-MODELS = {"default": {}, "invariant scatter": {"invariant_scatter": True}}
+# the model compared with the default: its label, fit's options, the suffix of its fits' names
+MODELS = {"scatter": ("invariant scatter", {"invariant_scatter": True}, "_scatter"),
+          "dense-depth": ("dense depth", {"dense_depth": True}, "_zeta")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("top", "lgo"), default="top")
+    ap.add_argument("--model", choices=tuple(MODELS), default="scatter")
     ap.add_argument("--out", default="invariant_scatter_fits", help="where the posteriors go")
     ap.add_argument("--baseline", help="a folder of the default model's fits of the split")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
     splits = {"top": top_corner_splits, "lgo": leave_group_out_splits}[args.split]()
-    lpd = dict.fromkeys(MODELS, 0.0)
+    label, opts, suffix = MODELS[args.model]
+    models = {"default": ({}, ""), label: (opts, suffix)}
+    lpd = dict.fromkeys(models, 0.0)
     for stem, fit_grid, held in splits:
         group = GROUPS[stem]
         rates = extrapolation_discrepancy(fit_grid)
-        for model, options in MODELS.items():
+        for model, (options, tag) in models.items():
             where = Path(args.out if options else args.baseline or args.out)
-            name = f"{args.split}_{stem}{'_scatter' if options else ''}.nc"
+            name = f"{args.split}_{stem}{tag}.nc"
             post = copy.copy(fitted(where / name, fit_grid, f"{args.split} {group} {model}",
                                     **options))
             post.meta = dict(post.meta, discrepancy=rates)

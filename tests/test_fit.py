@@ -417,3 +417,33 @@ def test_invariant_scatter_finds_the_configuration_whose_curve_is_shifted(monkey
     monkeypatch.setattr(kernels, "MIN_ELEMENTS", 1)
     np.testing.assert_allclose(np.log(post.predict_draws(both, band="prediction")),
                                np.log(plain), atol=2e-5, rtol=0)
+
+
+def test_dense_depth_learns_that_deeper_networks_err_less_at_equal_weights():
+    """A grid whose dense errors follow weights x depth^2 (drawn with that size, then stated
+    with the weights alone): the default fit's zeta finds the exponent, its configurations sit
+    closer to its dense law, and a deeper, wider configuration it never saw gets a dense error
+    nearer the measured one than the paper's envelope (``--no-dense-depth``) gives it."""
+    from bayes_prune.fit import fit
+
+    truth = default_truths()
+    key = next(iter(truth))
+    grid = simulate_grid(truths={key: truth[key]}, depths=(1, 2, 4), widths=(16, 32, 64),
+                         n_trains=(1000,), seeds=(0, 1), rounds=6, rng=3)
+    factor = grid["depth"].to_numpy(float) ** 2  # the weights the errors were drawn with
+    for col in ("params_total", "params_nonzero", "params_prunable"):
+        if col in grid:
+            grid[col] = np.maximum(np.round(grid[col] / factor), 1).astype(int)
+    held = (grid["depth"] == 4) & (grid["width"] == 64)
+    fitted = {d: fit(grid[~held].reset_index(drop=True), dense_depth=d, draws=400, tune=400,
+                     chains=2, seed=1, progress=False) for d in (True, False)}
+    zeta = fitted[True].natural(*key)["zeta"]
+    assert "zeta" not in fitted[False].natural(*key)
+    assert np.quantile(zeta, 0.05) > 1.0 and 1.4 < np.median(zeta) < 2.6, np.median(zeta)
+    tau = {d: np.median(post.draws["tau"]) for d, post in fitted.items()}
+    assert tau[True] < 0.7 * tau[False], tau
+    dense = grid[held & (grid["round"] == 0)]
+    measured = np.log(dense["test_error"]).mean()
+    miss = {d: abs(np.median(np.log(post.predict_draws(dense.head(1)))) - measured)
+            for d, post in fitted.items()}
+    assert miss[True] < 0.5 * miss[False], miss
