@@ -140,6 +140,8 @@ def _print_by_density(rows: list[dict]) -> None:
     the mean log miss and the 90 % band's coverage."""
     import pandas as pd
 
+    from .evaluate import DENSITY_INTERVALS
+
     cells = [{"group": f"{r['arch']}/{r['task']}", "method": r["method"],
               "density": d["density"],
               "cell": f"{d['log_miss']:+.2f} / {100 * d['coverage_90']:.0f} %"}
@@ -148,8 +150,7 @@ def _print_by_density(rows: list[dict]) -> None:
         return
     table = pd.DataFrame(cells).pivot(index=["group", "method"], columns="density",
                                       values="cell")
-    order = [c for c in ("dense", "0.6-1", "0.2-0.6", "0.05-0.2", "0.01-0.05", "< 0.01")
-             if c in table.columns]
+    order = [c for c in DENSITY_INTERVALS[::-1] if c in table.columns]  # dense first
     print("\nwhere along the curve the held-out points miss, per interval of density: mean "
           "log(measured / predicted median) / 90 % band covers (negative: erred less than "
           "predicted)")

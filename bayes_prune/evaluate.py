@@ -35,8 +35,7 @@ from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
            "predict_bayes", "score", "by_density", "score_posterior", "evaluate",
-           "leave_group_out",
-           "interior_configs", "fit_quality", "extrapolation_discrepancy"]
+           "leave_group_out", "interior_configs", "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
 
