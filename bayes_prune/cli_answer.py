@@ -203,7 +203,9 @@ def _add_plot(sub) -> None:
                     "points per seed, posterior median and 50 %/90 % bands), 'collapse' "
                     "(error vs m* = depth^phi width^psi density), 'coefficients' (forest plots "
                     "of gamma, p_prime, phi, psi, eps_up across groups), 'calibration' "
-                    "(nominal vs empirical coverage of held-out points).")
+                    "(nominal vs empirical coverage of held-out points, and beside it the "
+                    "90 % band's coverage and mean log miss per interval of density: where "
+                    "along the curve they miss).")
     _add_posterior_arg(p)
     p.add_argument("--kind", choices=("curves", "collapse", "coefficients", "calibration"),
                    required=True, help="what to draw")

@@ -14,7 +14,7 @@ import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
-__all__ = ["curves", "collapse", "forest", "calibration"]
+__all__ = ["curves", "collapse", "forest", "calibration", "by_density"]
 
 _MARKERS = "o^sDvP*X"
 
@@ -117,4 +117,25 @@ def calibration(nominal: np.ndarray, empirical: Mapping[str, np.ndarray], ax=Non
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage of the central band",
            ylabel="fraction of held-out points inside", aspect="equal")
     ax.legend(fontsize="small")
+    return ax
+
+
+def by_density(rows: Sequence[Mapping], level: float = 0.9, ax=None):
+    """Where along the curve held-out points miss: per interval of density (``rows`` as
+    :func:`bayes_prune.evaluate.by_density` gives them; drawn from the dense point on the left
+    to the most pruned on the right), the fraction inside the band as a bar against its nominal
+    ``level``, and the mean log miss (``log measured - log predicted``) above each bar."""
+    ax = _axes(ax)
+    rows = list(rows)[::-1]
+    x = np.arange(len(rows))
+    ax.bar(x, [r["coverage_90"] for r in rows], color="C0", width=0.7)
+    ax.axhline(level, color="0.5", ls="--", lw=1, label=f"nominal {level:.0%}")
+    for xi, r in zip(x, rows, strict=True):
+        ax.annotate(f"{r['log_miss']:+.2f}", (xi, r["coverage_90"]), ha="center",
+                    va="bottom", fontsize="small")
+    ax.set_xticks(x, [r["density"] for r in rows], rotation=30)
+    ax.set(ylim=(0, 1.15), xlabel="density interval (dense on the left)",
+           ylabel=f"fraction inside the {level:.0%} band")
+    ax.set_title("above each bar: mean log(measured / predicted)", fontsize="small")
+    ax.legend(fontsize="small", loc="lower left")
     return ax

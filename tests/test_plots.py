@@ -34,3 +34,31 @@ def test_forest_and_calibration_reuse_a_given_axes():
     assert {t.get_text() for t in a.get_yticklabels()} == {"mlp/mnist1d", "cnn/mnist1d"}
     assert plots.calibration(np.array([0.5, 0.9]), {"bayes": np.array([0.5, 0.88])}, ax=b) is b
     plt.close(fig)
+
+
+def test_by_density_draws_a_bar_per_interval_dense_first_with_its_miss():
+    """The calibration figure's second panel: one bar per interval of density, the dense point
+    on the left, each bar's height its band's coverage and its mean log miss written above."""
+    import matplotlib.pyplot as plt
+
+    from bayes_prune import evaluate, figures, reference
+    from bayes_prune.posterior import Posterior
+
+    rows = [{"density": "< 0.01", "points": 5, "log_miss": -0.49, "coverage_90": 0.08,
+             "width_90": 0.6},
+            {"density": "dense", "points": 2, "log_miss": 0.1, "coverage_90": 1.0,
+             "width_90": 0.5}]
+    fig, ax = plt.subplots()
+    assert plots.by_density(rows, ax=ax) is ax
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["dense", "< 0.01"]
+    assert [round(p.get_height(), 2) for p in ax.patches] == [1.0, 0.08]
+    assert {t.get_text() for t in ax.texts} == {"+0.10", "-0.49"}
+    plt.close(fig)
+
+    held = reference.read_grid().groupby(["arch", "task"]).head(60).reset_index(drop=True)
+    fig, cover = figures.calibration(Posterior.load("reference"), held)
+    left, right = fig.axes
+    want = evaluate.by_density(held, np.log(Posterior.load("reference").predict_draws(
+        held, band="prediction")))
+    assert len(right.patches) == len(want) and 0 < cover[0.9] <= 1
+    plt.close(fig)
