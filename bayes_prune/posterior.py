@@ -198,7 +198,7 @@ class Posterior:
         eps0, _ = self._eps0_ntest(arch, task)
         prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
                             log_err_pivot=self._pivot(arch, task),
-                            log_n_centre=self._n_centre(arch, task))
+                            log_n_centre=self._centre("n", arch, task))
         n = len(next(iter(theta.values())))
         out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
         out.update({k: np.broadcast_to(v, (n,)) for k, v in dense.as_dict().items()
@@ -279,22 +279,15 @@ class Posterior:
         g = self._group_index.get((arch, task))
         return self.centres.log_err_pivot if g is None else float(self.groups["log_err_pivot"][g])
 
-    def _n_centre(self, arch: str, task: str) -> float:
-        """The group's mean log n_train, about which the n_train variants act
-        (:func:`~bayes_prune.coords.laws`); the grid's for a pair never fitted or a fit stored
-        before groups had their own."""
-        g = self._group_index.get((arch, task))
-        if g is None or "log_n_centre" not in self.groups:
-            return self.centres.log_n
-        return float(self.groups["log_n_centre"][g])
-
-    def _depth_centre(self, arch: str, task: str) -> float:
-        """The group's mean log depth, about which the dense law's ``zeta`` acts
-        (:func:`~bayes_prune.coords.dense_law`); the grid's for a pair never fitted."""
-        g = self._group_index.get((arch, task))
-        if g is None or "log_depth_centre" not in self.groups:
-            return self.centres.log_depth
-        return float(self.groups["log_depth_centre"][g])
+    def _centre(self, axis: str, arch: str, task: str) -> float:
+        """The group's mean log ``axis`` (``n``: about which the n_train variants act,
+        :func:`~bayes_prune.coords.laws`; ``depth``: about which the dense law's ``zeta`` acts,
+        :func:`~bayes_prune.coords.dense_law`); the grid's for a pair never fitted or a fit
+        stored before groups had their own."""
+        g, column = self._group_index.get((arch, task)), f"log_{axis}_centre"
+        if g is None or column not in self.groups:
+            return getattr(self.centres, f"log_{axis}")
+        return float(self.groups[column][g])
 
     def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
         g = self._group_index.get((arch, task))
@@ -346,10 +339,10 @@ class Posterior:
             groups[arch, task] = Group(
                 theta, tuple(v.astype(np.float32) for v in self._noise(arch, task)),
                 self._scale("tau_m", arch, task),  # the fit's invariant scatter, if any
-                eps0, n_test, self._pivot(arch, task), self._n_centre(arch, task),
+                eps0, n_test, self._pivot(arch, task), self._centre("n", arch, task),
                 # the drift rates: one per draw, shared by every chunk of the group
                 self.beyond.drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2])),
-                f"{arch}/{task}", self._depth_centre(arch, task))
+                f"{arch}/{task}", self._centre("depth", arch, task))
         each_chunk(self, rows, self._params(rows), groups, band, seed, fn, discrepancy)
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",

@@ -77,10 +77,11 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
         trained = np.array([post._config_index.get(k[:-1], -1) for k in uniq])
         spread = post.beyond.discrepancy_var(grp.name, uniq, grp.drift) if discrepancy \
             else None
-        dense = dense_law(theta, post.centres, np.float32(grp.eps0))
         if ZETA in theta:  # the dense law's size depends on depth: a law per configuration
             dense = functools.partial(dense_law, theta, post.centres, np.float32(grp.eps0),
                                       log_depth_centre=np.float32(grp.depth_centre))
+        else:
+            dense = dense_law(theta, post.centres, np.float32(grp.eps0))
         log_np = dense_draws(post, uniq, trained, dense, grp.eps0, tau, spread, rng, fused)
         shift, at = None, np.full(len(uniq), -1)
         if spread is not None:  # the invariant's discrepancy, beyond the grid only
