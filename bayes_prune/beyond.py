@@ -30,7 +30,8 @@ class Beyond:
                         in configs.groupby(GROUP_KEY)}
 
     def drift_rates(self, group: str, rng) -> dict | None:
-        """The group's drift rates ``{"sd_dense"|"sd_invariant": {axis: k}}``, ``k`` of shape
+        """The group's drift rates ``{"sd_dense"|"sd_invariant"|"skew_invariant": {axis: k}}``
+        (:data:`bayes_prune.grid.RATES`), ``k`` of shape
         ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
         pooling share plus an equal part of the rest, each other group that measured the axis
         with an equal part (:func:`bayes_prune.discrepancy._pool`). The band then carries the
@@ -45,14 +46,14 @@ class Beyond:
             measured = [g for g, i in disc.items() if i.get("evidence", {}).get(a, 0) > 0]
             if "own" not in info or not measured:
                 for name in out:
-                    out[name][a] = np.array([info[name][a]], np.float32)
+                    out[name][a] = np.array([info.get(name, {}).get(a, 0.0)], np.float32)
                 continue
             share = info["pooled"].get(a, 0.0)
             w = np.array([(1 - share) / len(measured) + share * (g == group) for g in measured])
             pick = rng.choice(len(measured), self.n_draws, p=w / w.sum())
-            for name in out:
-                out[name][a] = np.array([disc[g]["own"][name][a] for g in measured],
-                                        np.float32)[pick]
+            for name in out:  # (a fit stored before the skew was measured has none)
+                out[name][a] = np.array([disc[g]["own"].get(name, {}).get(a, 0.0)
+                                         for g in measured], np.float32)[pick]
         return out
 
     def drift_weights(self, group: str) -> np.ndarray | None:
@@ -75,11 +76,14 @@ class Beyond:
     def discrepancy_var(self, group: str, uniq, drift: dict | None):
         """The model-discrepancy of the configurations ``uniq`` (``CONFIG_KEY`` values and
         weight count, as the posterior draws them) that lie outside their group's grid:
-        ``(positions, dense variance, invariant variance)``, float32 of shape
-        ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over the axes ``a`` (depth,
-        width, n_train), ``d_a`` the log excess over the nearest fitted configuration
-        (:meth:`excess`) and ``k_a`` the rates ``drift`` (:meth:`drift_rates`). ``None`` if
-        none is outside (or the fit was made without the discrepancy)."""
+        ``(positions, dense variance, invariant variance, invariant skew variance)``, float32
+        of shape ``(len(positions), 1 or draws)``, ``sum_a (k_a d_a)^2`` over the axes ``a``
+        (depth, width, n_train), ``d_a`` the log excess over the nearest fitted configuration
+        (:meth:`excess`) and ``k_a`` the rates ``drift`` (:meth:`drift_rates`), one per
+        :data:`bayes_prune.grid.RATES`. The invariant's offsets have the invariant variance
+        below their median and that plus the skew variance above it
+        (:mod:`bayes_prune.discrepancy`). ``None`` if none is outside (or the fit was made
+        without the discrepancy)."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         if not info or drift is None:
             return None

@@ -220,11 +220,13 @@ def _run_fit(args) -> None:
             continue
         got, share = k.get("inherited", {}), k.get("pooled", {})
         rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
+                          + f"/{k.get('skew_invariant', {}).get(a, 0.0):.3g}"
                           + (f" (not measurable here: from {got[a]})" if a in got else
                              f" ({100 * share[a]:.0f} % its own, the rest pooled)"
                              if a in share else "")
                           for a in k["sd_dense"])
-        print(f"extrapolation discrepancy {group} (sd of log dense error / log m* per unit of "
+        print(f"extrapolation discrepancy {group} (sd of log dense error / log m* / log m*'s "
+              f"extra on the side where larger networks prune better, per unit of "
               f"log excess over the nearest trained configuration; largest depth "
               f"{k['max_depth']:g}, width {k['max_width']:g}, n_train {k['max_n_train']:g}): "
               f"{rates}")

@@ -69,8 +69,9 @@ CONFIG_KEY = ["task", "arch", "depth", "width", "n_train"]
 RUN_KEY = CONFIG_KEY + ["seed"]
 # the axes along which a configuration grows: extrapolations are measured and flagged on these
 SIZE_AXES = ("depth", "width", "n_train")
-# the extrapolation discrepancy measures a rate per size axis in these two directions
-RATES = ("sd_dense", "sd_invariant")
+# the extrapolation discrepancy measures a rate per size axis in these two directions, and how
+# much wider the invariant's offsets are on the side where larger networks prune better
+RATES = ("sd_dense", "sd_invariant", "skew_invariant")
 
 
 def log_excess(sizes: np.ndarray, trained: np.ndarray,

@@ -47,6 +47,10 @@ class Group(NamedTuple):
     depth_centre: float | None = None  # its mean log depth, about which zeta acts
 
 
+# the uniform at which kernels.normals turns positive (its uniforms are moved half a step inward)
+_HALF = np.float32(0.5 - 2.0 ** -25)
+
+
 def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band: str,
                seed: int, fn, discrepancy: bool = True) -> None:
     """Draw the errors of ``rows`` (checked; ``params`` their weight counts) chunk by chunk, on
@@ -85,9 +89,13 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
         log_np = dense_draws(post, uniq, trained, dense, grp.eps0, tau, spread, rng, fused)
         shift, at = None, np.full(len(uniq), -1)
         if spread is not None:  # the invariant's discrepancy, beyond the grid only
-            out, _, var_m = spread
-            # uniforms that the kernel (or numpy below) turns into normal offsets
-            shift = (kernels.uniforms(rng_m, len(out), post.n_draws), np.sqrt(var_m))
+            out, _, var_m, var_up = spread
+            # uniforms that the kernel (or numpy below) turns into normal offsets; on the side
+            # where the network prunes better (a normal above 0: u above one half) their sd
+            # takes the skew too (module docstring of bayes_prune.discrepancy)
+            u = kernels.uniforms(rng_m, len(out), post.n_draws)
+            shift = (u, np.sqrt(var_m) if not var_up.any() else
+                     np.sqrt(np.where(u > _HALF, var_m + var_up, var_m)))
             at = positions(len(uniq), out)
         off = None if grp.tau_m is None else \
             invariant_offsets(post, grp.tau_m, trained, rng_m)

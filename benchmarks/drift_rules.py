@@ -14,8 +14,10 @@ so each rule re-measures them on the fit's grid and replaces the stored ones; th
 draws are the same for every rule. Rules: ``all cuts`` (the rate averaged over every nested
 cut, ``top_cut=False``), ``with top cut`` (the larger of that and the axis' highest cut's rate,
 every cut's evidence weighing the group's own rate in the pooling, ``rate_evidence=False``) and
-``rate's evidence`` (the same, the own rate weighing by the evidence of the cuts it came from:
-the default). Prints 90 % / 50 % coverage, lpd and median |delta| per split, group and rule.
+``rate's evidence`` (the same, the own rate weighing by the evidence of the cuts it came from),
+each without the lean, and ``leaning`` (that, and the invariant's offsets wider on the side where
+larger networks prune better, by the top cut's signed slope: the default). Prints 90 % / 50 %
+coverage, lpd and median |delta| per split, group and rule.
 
 Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both]
 (eight fits, about 15-25 minutes on 2 cores the first time; scoring about 3 minutes)
@@ -37,8 +39,9 @@ from bayes_prune import evaluate
 from bayes_prune.discrepancy import extrapolation_discrepancy
 from bayes_prune.grid import read_grids
 
-RULES = {"all cuts": {"top_cut": False}, "with top cut": {"rate_evidence": False},
-         "rate's evidence": {}}
+RULES = {"all cuts": {"top_cut": False, "skew": False},
+         "with top cut": {"rate_evidence": False, "skew": False},
+         "rate's evidence": {"skew": False}, "leaning": {}}
 
 
 def leave_group_out_splits():

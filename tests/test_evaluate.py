@@ -164,16 +164,17 @@ def test_extrapolation_discrepancy_measures_a_bending_law():
                 assert v[name] == pytest.approx(rates)
 
 
-def _kinked_grid() -> pd.DataFrame:
+def _kinked_grid(kink: float = 0.5) -> pd.DataFrame:
     """One group whose law holds up to width 64, its widest networks (128) pruning better:
-    log m* shifted by +0.5; 3 depths x 2 n_train a width, widths 8-128 (cuts at 32 and 64)."""
+    log m* shifted by ``kink``; 3 depths x 2 n_train a width, widths 8-128 (cuts at 32 and
+    64)."""
     from bayes_prune.law import PruneLaw
     from bayes_prune.synthetic import Truth
 
     base = default_truths()[("syn-a", "syn-x")]
     frames = []
     for width in (8, 16, 32, 64, 128):
-        shift = 0.5 if width == 128 else 0.0
+        shift = kink if width == 128 else 0.0
         law = base.law.__dict__ | {"p_prime": base.law.p_prime * np.exp(-shift)}
         frames.append(simulate_grid({("syn-a", "syn-x"): Truth(PruneLaw(**law), base.dense)},
                                     depths=(2, 3, 4), widths=(width,), n_trains=(1000, 4000),
@@ -191,6 +192,13 @@ def test_a_drift_at_the_top_of_the_grid_sets_the_rate_there():
     # the same grid without the kink: the top cut measures nothing beyond the noise
     flat = evaluate.extrapolation_discrepancy(_bending_grid(0.0))["syn-a/syn-x"]
     assert flat["top"]["sd_invariant"]["width"] < 0.1
+    # the kink's sign: the widest networks prune better, so the band leans that way by the
+    # top cut's signed slope (about 0.5 / log 2); pruning worse, it does not lean
+    assert 0.5 < info["own"]["skew_invariant"]["width"] < 1.0
+    assert flat["own"]["skew_invariant"]["width"] < 0.1
+    worse = evaluate.extrapolation_discrepancy(_kinked_grid(-0.5))["syn-a/syn-x"]
+    assert worse["own"]["skew_invariant"]["width"] == 0.0
+    assert worse["own"]["sd_invariant"]["width"] > 0.5
 
 
 def test_a_top_cut_rate_weighs_by_the_top_cut_evidence_alone():

@@ -168,7 +168,8 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     def rates(dense, invariant):  # per axis; only width is beyond the grid here
         post.meta["discrepancy"] = {"syn-a/syn-x": {
             **stored, "sd_dense": {"depth": 9.0, "width": dense, "n_train": 9.0},
-            "sd_invariant": {"depth": 9.0, "width": invariant, "n_train": 9.0}}}
+            "sd_invariant": {"depth": 9.0, "width": invariant, "n_train": 9.0},
+            "skew_invariant": {"depth": 9.0, "width": 0.0, "n_train": 9.0}}}
         return post.summary(rows, band="prediction")
     none, dense, shift = rates(0.0, 0.0), rates(0.3, 0.0), rates(0.0, 1.0)
     pd.testing.assert_frame_equal(none.iloc[:2], dense.iloc[:2])  # inside the grid: unchanged
@@ -176,6 +177,51 @@ def test_configurations_beyond_the_grid_widen_by_the_stored_discrepancy(fitted):
     assert width(dense)[2] > 1.3 * width(none)[2]  # dense offset: sd 0.3 * log 4 = 0.42
     assert width(shift)[3] > 1.3 * width(none)[3]  # an invariant shift moves the pruned point
     assert width(shift)[2] == pytest.approx(width(none)[2], rel=0.1)  # not the dense one
+
+
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_the_skew_widens_a_band_beyond_the_grid_towards_pruning_better_only(fitted, fused,
+                                                                             monkeypatch):
+    """Above its median the invariant's offset takes the skew's variance too: beyond the grid
+    the pruned point's band reaches lower errors and its upper bound stays; the configurations
+    inside the grid are untouched, and so, nearly, is the dense point. Either path."""
+    from bayes_prune import kernels
+
+    if fused == "1":
+        pytest.importorskip("jax")
+        monkeypatch.setattr(kernels, "MIN_ELEMENTS", 1)
+    monkeypatch.setenv("BAYES_PRUNE_FUSED", fused)
+    post = Posterior.load(fitted / "post.nc")
+    stored = post.meta["discrepancy"]["syn-a/syn-x"]
+    assert set(stored["skew_invariant"]) == {"depth", "width", "n_train"}
+    rows = pd.DataFrame({"arch": "syn-a", "task": "syn-x", "depth": 4, "n_train": 4000,
+                         "width": [64, 64, 256, 256], "density": [1.0, 0.002, 1.0, 0.002]})
+    rows["params_total"] = synthetic_params(4, rows["width"])
+
+    def skew(s):  # only width is beyond the grid here
+        post.meta["discrepancy"] = {"syn-a/syn-x": {
+            **stored, "sd_dense": {"depth": 0.0, "width": 0.2, "n_train": 0.0},
+            "sd_invariant": {"depth": 0.0, "width": 0.5, "n_train": 0.0},
+            "skew_invariant": {"depth": 0.0, "width": s, "n_train": 0.0}}}
+        return post.predict_draws(rows, band="expected")
+    none, leant = skew(0.0), skew(2.0)
+    np.testing.assert_array_equal(none[:2], leant[:2])  # inside the grid: the same draws
+    # the dense point beyond: an offset of m* barely moves it (the plateau is not quite flat)
+    assert np.median(leant[2]) == pytest.approx(np.median(none[2]), rel=0.02)
+    was, now = (np.quantile(d[3], [0.05, 0.5, 0.95]) for d in (none, leant))
+    assert now[0] < 0.9 * was[0]  # towards lower error: further (to the dense plateau)
+    assert now[2] == pytest.approx(was[2], rel=0.02)  # the upper bound stays
+    # per draw: the same error where the offset's normal is below 0 (half the draws), a lower
+    # one where it is above
+    same = np.isclose(leant[3], none[3], rtol=1e-6)
+    assert 0.4 < same.mean() < 0.6
+    assert (leant[3][~same] < none[3][~same]).all()
+    # a posterior stored before the skew was measured answers as if it were 0
+    post.meta["discrepancy"] = {"syn-a/syn-x": {
+        k: v for k, v in post.meta["discrepancy"]["syn-a/syn-x"].items() if k != "skew_invariant"}}
+    post.meta["discrepancy"]["syn-a/syn-x"]["own"] = {
+        k: v for k, v in stored["own"].items() if k != "skew_invariant"}
+    np.testing.assert_array_equal(post.predict_draws(rows, band="expected"), skew(0.0))
 
 
 def test_a_borrowed_drift_reaches_the_bands_beyond_the_grid(fitted):
