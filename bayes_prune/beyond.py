@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, log_excess
+from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, log_excess
 
 NEVER_FITTED = "pair never fitted"  # Beyond.axes' answer for an (arch, task) with no grid
 
@@ -54,6 +54,8 @@ class Beyond:
             for name in out:  # (a fit stored before the skew was measured has none)
                 out[name][a] = np.array([disc[g]["own"].get(name, {}).get(a, 0.0)
                                          for g in measured], np.float32)[pick]
+            if LEAN in info:  # the lean: the group's own, never below the population's
+                out[LEAN][a] = np.array([info[LEAN][a]], np.float32)
         return out
 
     def drift_weights(self, group: str) -> np.ndarray | None:

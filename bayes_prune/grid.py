@@ -71,7 +71,8 @@ RUN_KEY = CONFIG_KEY + ["seed"]
 SIZE_AXES = ("depth", "width", "n_train")
 # the extrapolation discrepancy measures a rate per size axis in these two directions, and how
 # much wider the invariant's offsets are on the side where larger networks prune better
-RATES = ("sd_dense", "sd_invariant", "skew_invariant")
+LEAN = "skew_invariant"
+RATES = ("sd_dense", "sd_invariant", LEAN)
 
 
 def log_excess(sizes: np.ndarray, trained: np.ndarray,

@@ -223,6 +223,25 @@ def test_a_top_cut_rate_weighs_by_the_top_cut_evidence_alone():
         assert info["evidence"]["depth"] == before[g]["evidence"]["depth"]
 
 
+def test_the_lean_is_never_below_the_populations():
+    """A group whose own top cut shows no lean (its widest networks follow the law) still leans
+    by the population's root mean square: the drift towards pruning better shows above a grid's
+    sizes, where its own splits cannot look. A group that leans more keeps its own, pooled."""
+    grid = _kinked_grid(1.0)
+    flat = simulate_grid(depths=(2, 3, 4), widths=(8, 16, 32, 64, 128), n_trains=(1000, 4000),
+                         seeds=(0, 1), rel_noise=0.03)
+    grid = pd.concat([grid, flat[flat["arch"] != "syn-a"]], ignore_index=True)
+    disc = evaluate.extrapolation_discrepancy(grid)
+    measured = [i["own"]["skew_invariant"]["width"] for i in disc.values()]
+    pop = float(np.sqrt(np.mean(np.square(measured))))
+    kink = disc.pop("syn-a/syn-x")
+    assert kink["own"]["skew_invariant"]["width"] > 1.0 > 0.1 > max(
+        i["own"]["skew_invariant"]["width"] for i in disc.values())
+    for info in disc.values():
+        assert info["skew_invariant"]["width"] == pytest.approx(pop)
+    assert kink["skew_invariant"]["width"] > pop
+
+
 def test_interior_configurations_are_held_out_between_trained_ones():
     grid = simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0,), rel_noise=0.03)
