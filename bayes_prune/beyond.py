@@ -5,7 +5,9 @@ stored (:mod:`bayes_prune.discrepancy`). Numpy only, like every query.
 A configuration's distance beyond the grid is its log excess over the group's nearest trained
 configuration (:func:`bayes_prune.grid.log_excess`); its offsets have sd ``sqrt(sum_a (k_a
 d_a)^2)``, each posterior draw taking its rates ``k_a`` from one group of the fit
-(:meth:`Beyond.drift_rates`).
+(:meth:`Beyond.drift_rates`), and the invariant's, above its median, the lean's variance too.
+The nearest trained configuration is chosen by the dense and invariant rates alone
+(:meth:`Beyond.drift_weights`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ class Beyond:
         ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
         pooling share plus an equal part of the rest, each other group that measured the axis
         with an equal part (:func:`bayes_prune.discrepancy._pool`). The band then carries the
-        population's spread of drifts, not only its mean square. Fits stored before the rates
-        were pooled give their one rate, ``(1,)``. ``None`` without a discrepancy."""
+        population's spread of drifts, not only its mean square. The lean (``skew_invariant``)
+        is the group's one pooled number for every draw, ``(1,)``, never below the
+        population's (:func:`bayes_prune.discrepancy._pool`); a fit stored before it was
+        measured has 0. Fits stored before the rates were pooled give their one rate,
+        ``(1,)``. ``None`` without a discrepancy."""
         disc = self.meta.get("discrepancy") or {}
         info = disc.get(group)
         if not info:

@@ -302,8 +302,9 @@ def _pool(out: dict[str, dict], weight: float) -> dict[str, dict]:
     ``k^2 = (weight k_pop^2 + D k_own^2) / (weight + D)``. A group that cannot split an axis
     (``D = 0``) takes the population's rate (borrowed reference groups included); without them,
     if no group could, the largest rate of its own other axes, and if it measured none,
-    :data:`REFERENCE_RATES`. ``own`` keeps the group's
-    own rates, ``pooled`` the share ``D / (weight + D)`` its own measurement got,
+    :data:`REFERENCE_RATES`. The lean (``skew_invariant``) is pooled the same way and then
+    raised to the population's where it falls below it (module docstring). ``own`` keeps the
+    group's own rates, ``pooled`` the share ``D / (weight + D)`` its own measurement got,
     ``inherited`` where an unmeasured axis' rate came from.
     """
     for info in out.values():

@@ -23,7 +23,9 @@ draws, ``(rows, draws)``, and summaries of it. Per row:
   extrapolations inside the grids (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
   stored by ``fit``; both bands). Each draw takes its rates from one group of the fit, the
   group's own with its pooling share, so that the band carries the groups' spread of drifts.
-  Far enough out, those log-normal offsets put draws above an error of 1; they are 1.
+  The invariant's offset leans towards pruning better: above its median its variance takes
+  the group's lean too (``skew_invariant``; :mod:`bayes_prune.discrepancy`). Far enough out,
+  those log-normal offsets put draws above an error of 1; they are 1.
 """
 
 from __future__ import annotations
