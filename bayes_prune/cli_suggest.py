@@ -198,9 +198,9 @@ def _run_suggest(args) -> None:
 
 def _design_now(post, args, cands, goal) -> str:
     """Today's answer to the design goal, for the printout."""
-    from .suggest import _design_rows
+    from .goals import design_rows
 
-    best = post.design(args.target_error, args.prob, _design_rows(post, cands, goal))
+    best = post.design(args.target_error, args.prob, design_rows(post, cands, goal))
     if best.empty:
         return (f"no configuration reaches error <= {args.target_error:g} with probability "
                 f">= {args.prob:g}")

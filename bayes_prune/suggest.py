@@ -1,7 +1,8 @@
 """What to train next: candidate IMP runs ranked by how much they would narrow the posterior's
 answer to a question, per second of training (``bayes-prune suggest``, ``Posterior.suggest``).
 
-**The goal** is a quantity with one value per posterior draw (:class:`Goal`): the log expected
+**The goal** is a quantity with one value per posterior draw (:class:`Goal`, in
+:mod:`bayes_prune.goals`): the log expected
 error of some configurations (``query``, ``region``), the log of the fewest non-zero weights
 that reach an error (``design``), or the difference of a coefficient between two groups
 (``compare``). Its spread over the draws is what we do not know about the answer.
@@ -49,14 +50,13 @@ Numpy only, like every query: no torch, PyMC or JAX is imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from .candidates import RUN_COLUMNS, candidate_runs, drop_finished, write_specs
 from .cost import CostModel
 from .errors import UserError
+from .goals import Goal, design_rows, goal_compare, goal_design, goal_query
 from .grid import CONFIG_KEY, SIZE_AXES
 from .law import binomial_log_var
 
@@ -64,72 +64,8 @@ __all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "
            "simulate", "greedy", "plan", "importance_gain", "suggest", "write_specs",
            "drop_finished", "RUN_COLUMNS"]
 
-_DESIGN_DENSITIES = 0.8 ** np.arange(41)
-
-
-@dataclass
-class Goal:
-    """One goal, of ``kind`` query, region, design or compare, with a ``label`` for people and
-    what the kind needs: ``rows`` (query, region: the configurations), ``target_error`` and
-    ``a`` = (arch, task) or Nones (design), ``coef``, ``a`` and ``b`` (compare). Its draws,
-    aligned with the posterior's, are made by :func:`simulate`."""
-
-    kind: str
-    label: str
-    rows: pd.DataFrame | None = None
-    target_error: float | None = None
-    coef: str | None = None
-    a: tuple[str, str] | None = None
-    b: tuple[str, str] | None = None
-
-
-# ---------------------------------------------------------------------------------- goals
-def goal_query(rows: pd.DataFrame, kind: str = "query") -> Goal:
-    """The log expected error at ``rows`` (arch, task, depth, width, n_train, density)."""
-    label = ("error at " + "; ".join(
-        f"{r.arch}/{r.task} d{r.depth} w{r.width} n{r.n_train} density {r.density:g}"
-        for r in rows.head(3).itertuples()) + (f" and {len(rows) - 3} more"
-                                                if len(rows) > 3 else ""))
-    return Goal(kind, label, rows=rows.reset_index(drop=True))
-
-
-def goal_design(target_error: float, arch: str | None = None, task: str | None = None) -> Goal:
-    """The log of the fewest non-zero weights whose expected error is at most
-    ``target_error``, over the fitted and the candidate configurations of the candidates'
-    groups (or of ``arch``/``task``) at densities 0.8^r."""
-    if not 0 < target_error < 1:
-        raise UserError(f"--target-error must be in (0, 1), got {target_error}")
-    where = "/".join(x for x in (arch, task) if x) or "the candidates' groups"
-    return Goal("design", f"fewest non-zero weights reaching error {target_error:g} "
-                          f"({where})", target_error=target_error, a=(arch, task))
-
-
-def goal_compare(coef: str, a: tuple[str, str], b: tuple[str, str]) -> Goal:
-    """The difference ``coef`` of group ``a`` minus that of ``b`` (natural scale)."""
-    return Goal("compare", f"{coef} of {'/'.join(a)} minus {coef} of {'/'.join(b)}",
-                coef=coef, a=a, b=b)
-
 
 # ------------------------------------------------------------------------------ simulation
-def _design_rows(post, cands: pd.DataFrame, goal: Goal) -> pd.DataFrame:
-    arch, task = goal.a
-    configs = pd.concat([post.configs[CONFIG_KEY + ["params_total", "params_prunable"]],
-                         cands[CONFIG_KEY + [c for c in ("params_total", "params_prunable")
-                                             if c in cands]]], ignore_index=True)
-    groups = cands[["arch", "task"]].drop_duplicates()
-    keep = configs.merge(groups, on=["arch", "task"]) if arch is None and task is None else \
-        configs[((configs["arch"] == arch) if arch else True)
-                & ((configs["task"] == task) if task else True)]
-    keep = keep.drop_duplicates(subset=CONFIG_KEY).reset_index(drop=True)
-    if keep.empty:
-        raise UserError(f"--goal-design: no configuration of {goal.label.split('(')[-1][:-1]} "
-                        "is fitted or a candidate")
-    keep["params_total"] = post._params(keep)
-    if keep["params_prunable"].isna().any():
-        keep["params_prunable"] = keep["params_prunable"].fillna(keep["params_total"])
-    return keep.merge(pd.DataFrame({"density": _DESIGN_DENSITIES}), how="cross")
-
-
 def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     """Every candidate's simulated trajectory and the goal, per posterior draw.
 
@@ -160,7 +96,7 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     if goal.kind in ("query", "region"):
         extra = goal.rows
     elif goal.kind == "design":
-        extra = _design_rows(post, cands, goal)
+        extra = design_rows(post, cands, goal)
     rows = traj if extra is None else pd.concat([traj, extra], ignore_index=True)
     # for a goal of configurations, the law's part, which runs inform through the draws, apart
     # from the extrapolation discrepancy, which shrinks only as the grid grows toward the goal
