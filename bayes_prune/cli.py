@@ -215,21 +215,16 @@ def _run_fit(args) -> None:
     if borrowed:
         print(f"extrapolation discrepancy: the drift of {len(borrowed)} reference group(s) "
               f"not in this grid joins the population ({', '.join(borrowed)})")
-    for group, k in disc.items():
-        if k.get("borrowed"):
-            continue
-        got, share = k.get("inherited", {}), k.get("pooled", {})
-        rates = ", ".join(f"{a} {k['sd_dense'][a]:.3g}/{k['sd_invariant'][a]:.3g}"
-                          + f"/{k.get('skew_invariant', {}).get(a, 0.0):.3g}"
-                          + (f" (not measurable here: from {got[a]})" if a in got else
-                             f" ({100 * share[a]:.0f} % its own, the rest pooled)"
-                             if a in share else "")
-                          for a in k["sd_dense"])
-        print(f"extrapolation discrepancy {group} (sd of log dense error / log m* / log m*'s "
-              f"extra on the side where larger networks prune better, per unit of "
-              f"log excess over the nearest trained configuration; largest depth "
-              f"{k['max_depth']:g}, width {k['max_width']:g}, n_train {k['max_n_train']:g}): "
-              f"{rates}")
+    if any(not k.get("borrowed") for k in disc.values()):
+        from .discrepancy import rates_table
+
+        print("extrapolation discrepancy per unit of log excess over the nearest trained "
+              "configuration (sd of log dense error, of log m*, and log m*'s lean towards "
+              "pruning better):")
+        print(rates_table(disc).to_string(
+            index=False, formatters={"largest": "{:.0f}".format,
+                                     **dict.fromkeys(("dense", "invariant", "lean"),
+                                                     "{:.3g}".format)}))
     for group, c in post.meta["prior_predictive"].items():
         print(f"prior predictive {group}: {100 * c['coverage_90']:.0f} % of the measured errors "
               f"inside the prior's 90 % band, {100 * c['inside_unit_interval']:.0f} % of its "

@@ -110,8 +110,8 @@ from . import lsq
 from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_invariant, slope_eq1
 
-__all__ = ["extrapolation_discrepancy", "MIN_CONFIGS", "POOL_WEIGHT", "REFERENCE_GROUPS",
-           "REFERENCE_RATES"]
+__all__ = ["extrapolation_discrepancy", "rates_table", "MIN_CONFIGS", "POOL_WEIGHT",
+           "REFERENCE_GROUPS", "REFERENCE_RATES"]
 
 MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
@@ -261,6 +261,28 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
                 out[group] = {"borrowed": True, **{n: dict(r) for n, r in rates.items()},
                               "evidence": dict.fromkeys(SIZE_AXES, 1.0)}
     return _pool(out, POOL_WEIGHT if pool_weight is None else pool_weight)
+
+
+def rates_table(disc: dict[str, dict]) -> pd.DataFrame:
+    """One row per fitted group and axis of a stored discrepancy (``fit`` prints it): the
+    group's largest trained value on the axis, its three rates per unit of log excess (``dense``
+    and ``invariant``: the offsets' sd; ``lean``: the invariant's extra towards pruning better)
+    and where they came from (``source``: the share that is the group's own measurement, or
+    whence an axis it could not measure inherited them). Borrowed reference groups are left
+    out; they are named apart."""
+    rows = []
+    for group, info in disc.items():
+        if info.get("borrowed"):
+            continue
+        got, share = info.get("inherited", {}), info.get("pooled", {})
+        for a in info["sd_dense"]:
+            rows.append({"group": group, "axis": a, "largest": info.get(f"max_{a}", np.nan),
+                         "dense": info["sd_dense"][a], "invariant": info["sd_invariant"][a],
+                         "lean": info.get(LEAN, {}).get(a, 0.0),
+                         "source": f"inherited: {got[a]}" if a in got else
+                         f"{100 * share[a]:.0f} % its own" if a in share else "its own"})
+    return pd.DataFrame(rows, columns=["group", "axis", "largest", "dense", "invariant", "lean",
+                                       "source"])
 
 
 def _rate(excess: float, evidence: float) -> float:

@@ -242,6 +242,28 @@ def test_the_lean_is_never_below_the_populations():
     assert kink["skew_invariant"]["width"] > pop
 
 
+def test_the_rates_table_fit_prints():
+    """One row per fitted group and axis, the three rates as stored, where each came from;
+    borrowed reference groups are named apart, not tabled."""
+    from bayes_prune.discrepancy import rates_table
+
+    grid = _kinked_grid()
+    disc = evaluate.extrapolation_discrepancy(grid, borrow=True)
+    table = rates_table(disc)
+    assert list(table.columns) == ["group", "axis", "largest", "dense", "invariant", "lean",
+                                   "source"]
+    assert table["group"].unique().tolist() == ["syn-a/syn-x"]
+    mine = disc["syn-a/syn-x"]
+    for row in table.itertuples():
+        assert row.largest == mine[f"max_{row.axis}"]
+        assert (row.dense, row.invariant, row.lean) == (
+            mine["sd_dense"][row.axis], mine["sd_invariant"][row.axis],
+            mine["skew_invariant"][row.axis])
+    source = dict(zip(table["axis"], table["source"], strict=True))
+    assert source["n_train"] == "inherited: reference grids"  # two values: no split
+    assert source["width"].endswith("% its own")
+
+
 def test_interior_configurations_are_held_out_between_trained_ones():
     grid = simulate_grid(depths=(2, 3, 4), widths=(16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0,), rel_noise=0.03)
