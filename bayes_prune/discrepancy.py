@@ -110,7 +110,7 @@ from . import lsq
 from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, random_errors
 from .law import log_dense_error, log_eq1, log_invariant, slope_eq1
 
-__all__ = ["extrapolation_discrepancy", "rates_table", "MIN_CONFIGS", "POOL_WEIGHT",
+__all__ = ["extrapolation_discrepancy", "rates_table", "signed_slope", "MIN_CONFIGS", "POOL_WEIGHT",
            "REFERENCE_GROUPS", "REFERENCE_RATES"]
 
 MIN_CONFIGS = 6  # least squares fits the joint law's 5 and the envelope's 6
@@ -232,8 +232,7 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
                 h_in, v_in, h, v, d = misses
                 top = np.array([np.sum(h**2) - len(h) * np.mean(h_in**2),
                                 np.sum(v**2) - len(v) * np.mean(v_in**2), np.sum(d ** 2)])
-                lean = max(float(np.sum((h - h_in.mean()) * d) / top[2]), 0.0) if skew \
-                    else 0.0
+                lean = max(signed_slope(h_in, h, d), 0.0) if skew else 0.0
                 sums += top
                 info["configurations"] += len(h)
                 info["splits"] += 1
@@ -283,6 +282,13 @@ def rates_table(disc: dict[str, dict]) -> pd.DataFrame:
                          f"{100 * share[a]:.0f} % its own" if a in share else "its own"})
     return pd.DataFrame(rows, columns=["group", "axis", "largest", "dense", "invariant", "lean",
                                        "source"])
+
+
+def signed_slope(h_in: np.ndarray, h: np.ndarray, d: np.ndarray) -> float:
+    """The signed slope ``sum((h - mean h_in) d) / sum(d^2)`` of one split's invariant shifts
+    ``h`` beyond its cut over their log excess ``d``, the fitted side's mean shift ``h_in``
+    taken off: how fast the configurations beyond the cut prune better (> 0) or worse."""
+    return float(np.sum((h - h_in.mean()) * d) / np.sum(d * d))
 
 
 def _rate(excess: float, evidence: float) -> float:

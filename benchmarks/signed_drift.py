@@ -27,7 +27,7 @@ import pandas as pd
 
 from bayes_prune import evaluate
 from bayes_prune import posterior as P
-from bayes_prune.discrepancy import split_cuts, split_misses
+from bayes_prune.discrepancy import signed_slope, split_cuts, split_misses
 from bayes_prune.grid import GROUP_KEY, SIZE_AXES, read_grids
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
@@ -56,7 +56,7 @@ def top_slopes(grid: pd.DataFrame) -> dict[str, dict[str, float]]:
             misses = split_misses(rows, axis, cuts[-1]) if len(cuts) else None
             if misses is not None:
                 h_in, _, h, _, d = misses
-                res[axis] = float(np.sum((h - h_in.mean()) * d) / np.sum(d * d))
+                res[axis] = signed_slope(h_in, h, d)
         out["/".join(key)] = res
     return out
 
