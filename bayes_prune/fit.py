@@ -119,10 +119,10 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``runs_mode`` ``"latent"`` (default) samples every run's dense error; ``"auto"``
     conditions a run's law on its measured dense error where the run has a dense point, as the
     paper's fit does, with the point's binomial noise in the seed spread, and samples it where
-    the run has none (:func:`bayes_prune.model.measured_runs`): 68 sampled dimensions instead
-    of 536 on the reference grids and a 2-3x faster fit, but worse held-out bands for the
-    Fashion-MNIST groups (README, "Fit speed"); ``"measured"`` refuses a run without a dense
-    point.
+    the run has none (:func:`bayes_prune.run_points.measured_runs`): 68 sampled dimensions
+    instead of 536 on the reference grids and a 2-3x faster fit, but worse held-out bands for
+    the Fashion-MNIST groups (README, "Fit speed"); ``"measured"`` refuses a run without a
+    dense point.
     ``target_accept`` 0.85 halves the steps per draw of 0.95 on the reference grids, but
     diverged on a smaller grid (:mod:`bayes_prune.sampler`), hence the escalation;
     ``low_rank`` (default) uses nutpie's low-rank mass matrix adaptation, which follows the

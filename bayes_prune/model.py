@@ -32,9 +32,9 @@ Below the groups:
 - run ``t`` (configuration x seed): its measured dense error (round 0) ``y_t ~ Normal(log
   eps_np_c, sqrt(sigma_seed_g^2 + (1 - e_t) / (n_test e_t)))``: the run's luck plus the
   binomial noise of its test set (``runs_mode`` ``"auto"`` and ``"measured"``,
-  :func:`measured_runs`). By default (``"latent"``) every run's dense error is a latent
-  ``~ Normal(log eps_np_c, sigma_seed_g)`` instead, informed by its dense point as a point of
-  the trajectory below, and so by the trajectory's first rounds too;
+  :func:`~bayes_prune.run_points.measured_runs`). By default (``"latent"``) every run's
+  dense error is a latent ``~ Normal(log eps_np_c, sigma_seed_g)`` instead, informed by its
+  dense point as a point of the trajectory below, and so by the trajectory's first rounds too;
 - pruned point ``i`` of run ``t``: ``log err_i ~ Normal(log law_g(d_i, l, w, e_t),
   sqrt(sigma_g^2 + (1 - eps_i) / (n_test_i eps_i)))``, the law from the run's *own* dense
   error ``e_t`` (every point of a trajectory shares its run's luck, as the paper's fit has
@@ -90,7 +90,6 @@ identified (:meth:`bayes_prune.posterior.Posterior.identification`).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -106,15 +105,22 @@ from .coords import (
     pooling_cov,
 )
 from .errors import UserError
-from .grid import CONFIG_KEY
 from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error, log_invariant
 from .lsq import observed_errors
 from .priors import Priors
+from .run_points import (
+    RUNS_MODES,
+    ar1_loglik,
+    dense_point_var,
+    measured_runs,
+    previous_point,
+    run_dense_points,
+    run_start,
+)
 
 __all__ = ["Priors", "build_model"]
 
 LIKELIHOODS = ("normal", "student")
-RUNS_MODES = ("auto", "latent", "measured")
 # The dense law's shares set its curvature, which a grid of 3 dataset sizes barely informs:
 # their posterior stays close to the pooling prior, which correlates the groups, a geometry a
 # diagonal mass matrix follows only slowly (R-hat 1.017 centred). Sampled as theta = mean +
@@ -137,13 +143,15 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
                 invariant_scatter: bool = False, dense_depth: bool = False) -> pm.Model:
     """The PyMC model of ``lay`` (see the module docstring). With ``observed=False`` the same
     graph has no likelihood terms attached to data (prior predictive use). ``runs_mode``
-    (:func:`measured_runs`) ``"latent"`` samples every run's dense error; ``"auto"`` conditions
-    every run that has a dense point on it and samples the dense error of the others;
+    (:func:`~bayes_prune.run_points.measured_runs`) ``"latent"`` samples every run's dense
+    error; ``"auto"`` conditions every run that has a dense point on it and samples the dense
+    error of the others;
     ``"measured"`` conditions on it and refuses a run without one.
     ``p_depends_on_n``, ``gamma_depends_on_n`` and ``curved`` add the variants' coefficients
     (:mod:`bayes_prune.coords`); on by default, as in :func:`bayes_prune.fit.fit`, all three
     ``False`` for the paper's law; ``dense_depth`` (opt-in) adds ``zeta``. ``ar1`` correlates
-    the residuals of a run's successive rounds (:func:`_ar1_loglik`; normal likelihood only).
+    the residuals of a run's successive rounds (:func:`~bayes_prune.run_points.ar1_loglik`;
+    normal likelihood only).
     ``invariant_scatter`` gives every configuration its own offset of the log invariant,
     ``log_m_config ~ Normal(0, tau_m_g)`` shared by all its runs' points."""
     if ar1 and likelihood != "normal":
@@ -192,7 +200,7 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         law_c, tau_c = _dense_law_c(lay, theta, names), tau[cfg["group_idx"].to_numpy()]
         # a measured run's dense error is its dense point (whose binomial noise joins the
         # seed spread); another run's is a latent; its configuration's latent integrated out
-        noise = _dense_point_var(y, n_dense, measured)
+        noise = dense_point_var(y, n_dense, measured)
         if measured.all():
             log_np_t = y
         else:
@@ -235,88 +243,12 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         if ar1 and observed:
             rho = pm.Beta("rho", *priors.rho, dims="group")
             prev = previous_point(p)
-            pm.Potential("log_err", _ar1_loglik(obs, mean, sd, rho[pg], prev))
+            pm.Potential("log_err", ar1_loglik(obs, mean, sd, rho[pg], prev))
         elif likelihood == "normal":
             pm.Normal("log_err", mean, sd, observed=obs, dims="point")
         else:
             pm.StudentT("log_err", nu=4.0, mu=mean, sigma=sd, observed=obs, dims="point")
     return model
-
-
-def measured_runs(lay: Layout, runs_mode: str = "latent") -> np.ndarray:
-    """Per run (``lay.runs`` order): whether the model conditions its dense error on its
-    measured dense point (``True``) or samples it as a latent (``False``). ``auto``: every
-    run that has a dense point is conditioned on it (on the reference grids 68 sampled
-    dimensions instead of 536, a 2-3x faster fit, but worse bands for held-out Fashion-MNIST
-    configurations: README, "Fit speed"); ``latent`` (``fit``'s default): none; ``measured``:
-    all, refusing a run without a dense point."""
-    if runs_mode not in RUNS_MODES:
-        raise UserError(f"unknown runs mode {runs_mode!r}; choose {', '.join(RUNS_MODES)}")
-    y, _ = run_dense_points(lay, require=runs_mode == "measured")
-    return np.isfinite(y) if runs_mode != "latent" else np.zeros(len(y), dtype=bool)
-
-
-def _dense_point_var(y: np.ndarray, n_dense: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Per run: the binomial variance of its measured log dense error ``y`` (test set of
-    ``n_dense``) where ``measured``, else 0 (a run whose dense error is a latent)."""
-    return np.where(measured, binomial_log_var(np.exp(np.where(measured, y, 0.0)),
-                                               np.where(measured, n_dense, 1.0)), 0.0)
-
-
-def run_dense_points(lay: Layout, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per run (``lay.runs`` order): the log of its measured dense error (round 0, floored at
-    half a mistake) and its test-set size; NaN for a run without a dense point (its dense
-    error is then a latent that its configuration's dense law and its pruned points inform),
-    which ``require`` refuses."""
-    dense = lay.points[lay.points["round"] == 0]
-    y = np.full(len(lay.runs), np.nan)
-    n = np.full(len(lay.runs), np.nan)
-    idx = dense["run_idx"].to_numpy()
-    y[idx], n[idx] = np.log(observed_errors(dense)), dense["n_test"].to_numpy(float)
-    if require and np.isnan(y).any():
-        first = lay.runs.iloc[int(np.flatnonzero(np.isnan(y))[0])]
-        cfg = lay.configs.iloc[int(first["config_idx"])]
-        raise UserError(
-            f"{int(np.isnan(y).sum())} run(s) have no dense point (round 0), e.g. "
-            + ", ".join(f"{k}={cfg[k]}" for k in CONFIG_KEY) + f", seed={first['seed']}"
-            + ": runs_mode 'measured' conditions every run on its measured dense error; "
-              "use runs_mode 'latent' (the default)")
-    return y, n
-
-
-def previous_point(points: pd.DataFrame) -> np.ndarray:
-    """Per row of ``points``: the position of the same run's point of the round before
-    (the latest earlier round present), or -1 for a run's first point."""
-    order = np.lexsort((points["round"].to_numpy(), points["run_idx"].to_numpy()))
-    run = points["run_idx"].to_numpy()[order]
-    prev = np.full(len(points), -1)
-    same = np.r_[False, run[1:] == run[:-1]]
-    prev[order[same]] = order[np.flatnonzero(same) - 1]
-    return prev
-
-
-def _ar1_loglik(obs, mean, sd, rho, prev, xp=pt):
-    """Log likelihood of the observed log errors when each run's standardized residuals
-    ``e = (obs - mean) / sd`` follow a stationary AR(1) in the round with coefficient ``rho``
-    (per point, its group's): ``e_1 ~ N(0, 1)``, ``e_k | e_(k-1) ~ N(rho e_(k-1), 1 - rho^2)``.
-    Each point keeps its marginal ``N(mean, sd)``; successive rounds of a run share their
-    miss, so a trajectory of 30 points counts for fewer than 30 independent ones. ``prev``
-    is :func:`previous_point`."""
-    e = (obs - mean) / sd
-    has = prev >= 0
-    r = rho * has
-    cond_mean = r * e[np.where(has, prev, 0)]
-    cond_var = 1.0 - r ** 2
-    return xp.sum(-0.5 * (e - cond_mean) ** 2 / cond_var - 0.5 * xp.log(cond_var)
-                  - xp.log(sd)) - 0.5 * len(obs) * np.log(2 * np.pi)
-
-
-def run_start(lay: Layout, y: np.ndarray) -> np.ndarray:
-    """Start values of the runs' latent log dense errors: the measured dense point, else the
-    run's lowest log error."""
-    low = np.log(observed_errors(lay.points))
-    lowest = pd.Series(low).groupby(lay.points["run_idx"].to_numpy()).min()
-    return np.where(np.isnan(y), lowest.reindex(range(len(y))).to_numpy(), y)
 
 
 def _theta_c(lay: Layout, theta, names) -> dict:
@@ -371,14 +303,15 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
     given the draws of ``theta`` ``(draws, groups, coefs)``, ``sigma_seed`` and ``tau``
     ``(draws, groups)``: per draw the normal conditional (prior from the dense law, data from
     the configuration's runs: the measured dense points of the runs in ``measured``
-    (:func:`measured_runs`), the latent dense errors ``run_draws`` ``(draws, latent runs)`` of
-    the others). ``measured`` defaults to every run without ``run_draws``, none with them."""
+    (:func:`~bayes_prune.run_points.measured_runs`), the latent dense errors ``run_draws``
+    ``(draws, latent runs)`` of the others). ``measured`` defaults to every run without
+    ``run_draws``, none with them."""
     runs, cfg = lay.runs, lay.configs
     if measured is None:
         measured = np.full(len(runs), run_draws is None)
     y, n_dense = run_dense_points(lay, require=bool(measured.all()))
     var_t = sigma_seed[:, runs["group_idx"].to_numpy()] ** 2
-    var_t = var_t + _dense_point_var(y, n_dense, measured)
+    var_t = var_t + dense_point_var(y, n_dense, measured)
     if not measured.all():
         full = np.broadcast_to(np.where(measured, y, 0.0), var_t.shape).copy()
         full[:, ~measured] = run_draws
@@ -395,12 +328,13 @@ def config_dense_draws(lay: Layout, theta, sigma_seed, tau, names, rng,
 def prior_predictive(lay: Layout, priors: Priors, draws: int = 1000, seed: int = 0) -> dict:
     """The prior predictive check, per group (numpy, seconds): draw the coefficients from the
     prior (each group's marginal under the pooling), put the law through the grid's points
-    with each run's measured dense error (or its :func:`run_start`), add the prior median
-    point noise, and report ``inside_unit_interval`` (the fraction of predicted errors in
-    (0, 1)), ``coverage_90`` (the fraction of measured errors inside the prior's central 90 %
-    band: a prior that cannot reach the data shows here) and the 5/50/95 % quantiles of the
-    pivot density (``pivot_density``, where the prior curves pass the group's pivot error)
-    beside the grid's density range."""
+    with each run's measured dense error (or its start value,
+    :func:`~bayes_prune.run_points.run_start`), add the prior median point noise, and report
+    ``inside_unit_interval`` (the fraction of predicted errors in (0, 1)), ``coverage_90``
+    (the fraction of measured errors inside the prior's central 90 % band: a prior that
+    cannot reach the data shows here) and the 5/50/95 % quantiles of the pivot density
+    (``pivot_density``, where the prior curves pass the group's pivot error) beside the
+    grid's density range."""
     names = list(COEFS)
     rng = np.random.default_rng(seed)
     sd = np.sqrt(np.stack([pooling_cov(lay.groups["arch"], lay.groups["task"],

@@ -324,7 +324,7 @@ def test_law_variants_fit_with_loo_and_answer_queries(tmp_path):
 def test_ar1_likelihood_is_the_exact_multivariate_normal_of_a_run():
     from scipy.stats import multivariate_normal
 
-    from bayes_prune.model import _ar1_loglik, previous_point
+    from bayes_prune.run_points import ar1_loglik, previous_point
 
     # runs interleaved and out of order: each point's predecessor is its run's previous round
     pts = pd.DataFrame({"run_idx": [1, 0, 0, 1, 0, 1], "round": [1, 2, 0, 0, 1, 3]})
@@ -334,10 +334,10 @@ def test_ar1_likelihood_is_the_exact_multivariate_normal_of_a_run():
     sd, mean, obs = rng.uniform(0.5, 2, n), rng.normal(size=n), rng.normal(size=n)
     lags = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
     exact = multivariate_normal(mean, np.outer(sd, sd) * rho ** lags).logpdf(obs)
-    got = _ar1_loglik(obs, mean, sd, np.full(n, rho), np.r_[-1, np.arange(n - 1)], xp=np)
+    got = ar1_loglik(obs, mean, sd, np.full(n, rho), np.r_[-1, np.arange(n - 1)], xp=np)
     assert got == pytest.approx(exact, rel=1e-12)
     # rho = 0: independent normals
-    indep = _ar1_loglik(obs, mean, sd, np.zeros(n), np.r_[-1, np.arange(n - 1)], xp=np)
+    indep = ar1_loglik(obs, mean, sd, np.zeros(n), np.r_[-1, np.arange(n - 1)], xp=np)
     assert indep == pytest.approx(sum(multivariate_normal(m, s ** 2).logpdf(o)
                                       for m, s, o in zip(mean, sd, obs, strict=True)))
 
@@ -394,7 +394,8 @@ def test_a_default_fit_that_diverges_samples_again_at_a_higher_acceptance(monkey
 
 def test_runs_are_conditioned_on_their_dense_point_where_they_have_one():
     from bayes_prune.coords import layout
-    from bayes_prune.model import build_model, measured_runs
+    from bayes_prune.model import build_model
+    from bayes_prune.run_points import measured_runs
 
     grid = _grid()
     lay = layout(grid)
