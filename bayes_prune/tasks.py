@@ -168,18 +168,27 @@ def _torchvision(cls: str, data_dir: str | None, looked_in: list[str]):
 
 
 def balanced_subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of ``n`` examples, as equal per class as ``n`` allows, drawn with ``seed``."""
+    """Indices of ``n`` examples, as equal per class as ``n`` and the pool allow, drawn with
+    ``seed``. A class with fewer examples than its equal share gives them all and the other
+    classes make up the rest, so that any ``n`` up to the pool's size can be drawn (scikit-
+    learn's digits pool of 1,300 holds 129 of one class); where every class has its share the
+    draw is the equal one."""
+    if not 0 < n <= len(y):
+        raise UserError(f"n_train={n} is outside 1..{len(y)}, the training pool's size")
     rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    per = np.full(classes.size, n // classes.size)
-    per[: n % classes.size] += 1
-    picks = []
-    for c, k in zip(classes, per, strict=True):
-        members = np.flatnonzero(y == c)
-        if k > members.size:
-            raise UserError(f"n_train={n} needs {k} examples of class {c}; the pool has "
-                            f"{members.size}")
-        picks.append(rng.choice(members, k, replace=False))
+    classes, sizes = np.unique(y, return_counts=True)
+    per = np.zeros(classes.size, int)
+    # water-filling: each round shares what is left equally among the classes not yet
+    # exhausted, the first classes taking one more when it does not divide
+    while per.sum() < n:
+        room = np.flatnonzero(per < sizes)
+        share = np.zeros(classes.size, int)
+        left = n - per.sum()
+        share[room] = left // room.size
+        share[room[: left % room.size]] += 1
+        per = np.minimum(per + share, sizes)
+    picks = [rng.choice(np.flatnonzero(y == c), k, replace=False)
+             for c, k in zip(classes, per, strict=True)]
     return np.sort(np.concatenate(picks))
 
 

@@ -75,3 +75,26 @@ def test_mnist1d_is_generated_offline_with_a_fixed_test_set():
     assert tuple(small.x_train.shape) == (100, 1, 40)
     assert small.y_test.numel() == tasks.MNIST1D_TEST
     assert (small.x_test == large.x_test).all()
+
+
+def test_a_subsample_can_take_the_whole_pool_when_a_class_is_short():
+    """scikit-learn's digits pool of 1,300 holds 121-136 per class: n_train=1300 (what
+    TaskInfo advertises) takes every example, a short class gives all it has and the others
+    make up the rest; where every class has its share, the draw is the equal one."""
+    _, ys, _, _ = tasks._pool("digits", None)
+    counts = np.bincount(ys)
+    assert counts.min() < len(ys) // 10  # the case: one class is short of an equal share
+    whole = tasks.balanced_subsample(ys, len(ys), 0)
+    np.testing.assert_array_equal(whole, np.arange(len(ys)))
+    big = tasks.balanced_subsample(ys, 1250, 1)
+    per = np.bincount(ys[big], minlength=10)
+    assert len(np.unique(big)) == 1250
+    short = counts < 125
+    np.testing.assert_array_equal(per[short], counts[short])  # all it has
+    assert per[~short].max() - per[~short].min() <= 1  # the rest shared equally
+    per = np.bincount(ys[tasks.balanced_subsample(ys, 650, 0)], minlength=10)
+    assert set(per) == {65}
+    with pytest.raises(UserError, match="outside 1..1300"):
+        tasks.balanced_subsample(ys, 1301, 0)
+    data = tasks.load_task("digits", 1300, 0)
+    assert data.y_train.numel() == 1300
