@@ -7,7 +7,8 @@ configuration (:func:`bayes_prune.grid.log_excess`); its offsets have sd ``sqrt(
 d_a)^2)``, each posterior draw taking its rates ``k_a`` from one group of the fit
 (:meth:`Beyond.drift_rates`), and the invariant's, above its median, the lean's variance too.
 The nearest trained configuration is chosen by the dense and invariant rates alone
-(:meth:`Beyond.drift_weights`).
+(:meth:`Beyond.drift_weights`); ``suggest`` splits a goal's discrepancy over the axes by the
+lean too.
 """
 
 from __future__ import annotations
@@ -63,12 +64,16 @@ class Beyond:
                 out[LEAN][a] = np.array([info[LEAN][a]], np.float32)
         return out
 
-    def drift_weights(self, group: str) -> np.ndarray | None:
+    def drift_weights(self, group: str, lean: bool = False) -> np.ndarray | None:
         """The group's squared drift rate per size axis, dense and invariant summed (``None``
-        without a stored discrepancy): how much a unit of log excess on each axis costs."""
+        without a stored discrepancy): how much a unit of log excess on each axis costs.
+        ``lean=True`` adds half the lean's square, the mean square the lean adds to the
+        invariant's offset (it widens half the draws): the offsets' whole mean square per unit
+        of log excess, which ``suggest`` splits a goal's discrepancy variance by."""
         info = (self.meta.get("discrepancy") or {}).get(group)
         return None if not info else np.array(
             [info["sd_dense"].get(a, 0.0) ** 2 + info["sd_invariant"].get(a, 0.0) ** 2
+             + (0.5 * info.get(LEAN, {}).get(a, 0.0) ** 2 if lean else 0.0)
              for a in SIZE_AXES])
 
     def excess(self, group: str, sizes: np.ndarray,

@@ -158,10 +158,11 @@ class _Discrepancy:
     (:mod:`bayes_prune.discrepancy`), ``d_a`` its log excess over the group's nearest trained
     configuration (:func:`bayes_prune.grid.log_excess`); its variance in log error, measured
     from the draws with and without the offsets, is taken to scale with ``sum_a (k_a d_a)^2``,
-    ``k_a`` the root sum of squares of the dense and invariant rates. A run adds its
-    configuration to its group's grid, and so lowers the excess of the goal rows it is nearer
-    to than every trained configuration: a shallow wide run does not bring a deep wide goal
-    inside the grid."""
+    ``k_a`` the root sum of squares of the dense and invariant rates and half the lean's
+    (the mean square of the offsets, :meth:`bayes_prune.beyond.Beyond.drift_weights`). A run
+    adds its configuration to its group's grid, and so lowers the excess of the goal rows it
+    is nearer to than every trained configuration: a shallow wide run does not bring a deep
+    wide goal inside the grid."""
 
     def __init__(self, post, rows: pd.DataFrame, var: np.ndarray):
         self.info = post.meta["discrepancy"]
@@ -184,7 +185,7 @@ class _Discrepancy:
                 continue
             at = np.flatnonzero(self.groups == g)
             excess = self.post.beyond.excess(g, self.sizes[at], trained[g])
-            out[at] = (excess ** 2 * self.post.beyond.drift_weights(g)).sum(axis=1)
+            out[at] = (excess ** 2 * self.post.beyond.drift_weights(g, lean=True)).sum(axis=1)
         return out
 
     def total(self, trained: dict) -> float:

@@ -293,6 +293,27 @@ def test_a_grid_grown_toward_the_goal_shrinks_its_discrepancy(reference):
     assert picks[0]["index"] == 0  # the run at the goal, not the small one
 
 
+def test_the_discrepancy_is_split_over_the_axes_with_the_lean(reference):
+    """A goal's discrepancy variance is split over its rows by each row's mean square offset,
+    ``sum_a d_a^2 (k_dense^2 + k_invariant^2 + lean^2 / 2)``: the lean widens half the draws
+    by ``lean^2``, so it weighs half. The nearest trained configuration is still chosen by the
+    two rates alone."""
+    rows = pd.DataFrame({"arch": "mlp", "task": "mnist1d", "depth": [6, 4], "width": [128, 512],
+                         "n_train": 4000, "density": 0.1})
+    disc = s._Discrepancy(reference, rows, np.ones(2))
+    info = reference.meta["discrepancy"]["mlp/mnist1d"]
+    assert info["skew_invariant"]["depth"] != info["skew_invariant"]["width"]
+    d = reference.beyond.excess("mlp/mnist1d", rows[["depth", "width", "n_train"]].to_numpy(float))
+    want = [sum(d[i, j] ** 2 * (info["sd_dense"][a] ** 2 + info["sd_invariant"][a] ** 2
+                                + info["skew_invariant"][a] ** 2 / 2)
+                for j, a in enumerate(("depth", "width", "n_train"))) for i in range(2)]
+    np.testing.assert_allclose(disc.base, want, rtol=1e-9)
+    two = reference.beyond.drift_weights("mlp/mnist1d")
+    np.testing.assert_allclose(reference.beyond.drift_weights("mlp/mnist1d", lean=True) - two,
+                               [info["skew_invariant"][a] ** 2 / 2
+                                for a in ("depth", "width", "n_train")])
+
+
 def test_suggest_imports_no_torch_pymc_or_jax(cands_toml):
     from heavy_imports import heavy_imports
 
