@@ -123,8 +123,9 @@ def _add_fit(sub) -> None:
     _add_budget(p)
     p.add_argument("--target-accept", type=float, default=None, metavar="P",
                    help=f"NUTS's target acceptance rate, in (0, 1) (default: {TARGET_ACCEPT}, "
-                        f"and {ESCALATED_ACCEPT} again if the chains diverge at it; 0.99 for a "
-                        f"grid under {SMALL_GRID} points)")
+                        f"and {ESCALATED_ACCEPT} again if the chains diverge at it, then 0.99 "
+                        f"with 2,000 tuning steps if they still do; 0.99 for a grid under "
+                        f"{SMALL_GRID} points)")
     p.add_argument("--ess-target", type=float, default=Target.ess, metavar="ESS",
                    help="stop drawing once every variable's bulk and tail ESS reach ESS and "
                         "R-hat is <= 1.01, checked every 50 draws (nutpie; 0: exactly --draws; "

@@ -38,6 +38,7 @@ from .model import (  # noqa: E402
 from .posterior import FORMAT, Posterior, _flatten  # noqa: E402
 from .sampler import (  # noqa: E402
     ESCALATED_ACCEPT,
+    ESCALATION,
     Target,
     backend_of,
     compile_model,
@@ -106,7 +107,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``draws``, ``tune`` and ``target_accept`` default to
     :func:`bayes_prune.sampler.defaults_for` the grid's size (2,000, 300 and 0.85; for a
     grid under 200 points 2,000, 2,000 and 0.99). A fit at the default acceptance 0.85 that
-    diverges samples again at 0.95 (stored as ``escalated_from``).
+    diverges samples again at 0.95, and if it still diverges at 0.99 with at least 2,000
+    tuning steps (:data:`bayes_prune.sampler.ESCALATION`; the acceptance it started from is
+    stored as ``escalated_from``).
     ``draws`` is the most draws per chain: with ``ess_target`` the chains stop as soon as
     every variable's bulk and tail ESS reach it and R-hat is at most 1.01 (``None``: exactly
     ``draws``). ``cores``
@@ -197,8 +200,8 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         "settings": {"method": method, "sampler": which, "backend": backend,
                      "precision": precision,
                      "device": device, "ess_target": ess_target, "max_draws": draws,
-                     "stopped": run["stopped"], "draws": run["draws"], "tune": tune,
-                     "chains": chains,
+                     "stopped": run["stopped"], "draws": run["draws"],
+                     "tune": run.get("tune", tune), "chains": chains,
                      "seed": seed, "target_accept": target_accept,
                      "escalated_from": escalated_from, "likelihood": likelihood,
                      **variants, "discrepancy": discrepancy, "borrow_drift": borrow_drift,
@@ -251,7 +254,7 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
         precision = precision_of(backend, precision)
         compiled = compile_model(model, backend, precision, device)
 
-        def nuts(accept):
+        def nuts(accept, tune=tune):
             return sample(compiled, tune=tune, max_draws=draws, chains=chains, seed=seed,
                           target=Target(ess=ess_target, variables=tuple(_KEEP))
                           if ess_target else None,
@@ -262,7 +265,7 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
 
         backend, precision = "pytensor", "float64"
 
-        def nuts(accept):
+        def nuts(accept, tune=tune):
             with model:
                 return pm.sample(draws=draws, tune=tune, chains=chains,
                                  cores=min(cores or os.cpu_count() or 1, chains),
@@ -272,12 +275,20 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
     if method == "nuts":
         idata, run = nuts(target_accept)
         n_div = _divergences(idata)
-        if escalate and n_div:
+        # the ladder: the default acceptance, then smaller steps, then the small grids'
+        # smallest steps and longest tuning (sampler.ESCALATION)
+        for accept, at_least in ESCALATION if escalate else ():
+            if not n_div:
+                break
             print(f"{n_div} divergence(s) at target acceptance {target_accept}: sampling "
-                  f"again at {ESCALATED_ACCEPT} (smaller steps, about twice the time)",
-                  file=sys.stderr)
-            escalated_from, target_accept = target_accept, ESCALATED_ACCEPT
-            idata, run = nuts(target_accept)
+                  f"again at {accept}" + (f" with {max(tune, at_least)} tuning steps"
+                                          if at_least > tune else "")
+                  + " (smaller steps, about twice the time or more)", file=sys.stderr)
+            escalated_from = escalated_from or target_accept
+            target_accept, tune = accept, max(tune, at_least)
+            idata, run = nuts(target_accept, tune)
+            run = {**run, "tune": tune}
+            n_div = _divergences(idata)
     seconds = time.perf_counter() - start
     return (idata, run, pareto_k, which, backend, precision, chains, target_accept,
             escalated_from, seconds)

@@ -390,6 +390,27 @@ def test_a_default_fit_that_diverges_samples_again_at_a_higher_acceptance(monkey
     post = fit_module.fit(grid, target_accept=0.85, **kw)
     assert accepts == [0.85] and post.meta["settings"]["escalated_from"] is None
     assert post.diagnostics["divergences"] == 1
+    # still diverging at 0.95: the last step, 0.99 with the small grids' 2,000 tuning steps
+    # (here a copy of the first draws), which the posterior records
+    accepts.clear()
+    tunes = []
+
+    def diverging_twice(compiled, *, target_accept, tune, **kw):
+        accepts.append(target_accept)
+        tunes.append(tune)
+        idata = cache["run"][0].copy()
+        idata.sample_stats["diverging"][0, 0] = len(accepts) < 3
+        return idata, cache["run"][1]
+
+    monkeypatch.setattr(fit_module, "sample", diverging_twice)
+    post = fit_module.fit(grid, **kw)
+    assert accepts == [0.85, 0.95, 0.99] and tunes == [150, 150, 2000]
+    settings = post.meta["settings"]
+    assert (settings["target_accept"], settings["tune"], settings["escalated_from"]) == \
+        (0.99, 2000, 0.85)
+    assert post.diagnostics["divergences"] == 0
+    err = capsys.readouterr().err
+    assert "at target acceptance 0.95: sampling again at 0.99 with 2000 tuning steps" in err
 
 
 def test_runs_are_conditioned_on_their_dense_point_where_they_have_one():
