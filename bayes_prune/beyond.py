@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, log_excess
+from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, arch_of, log_excess
 
 NEVER_FITTED = "pair never fitted"  # Beyond.axes' answer for an (arch, task) with no grid
 
@@ -36,12 +36,14 @@ class Beyond:
         """The group's drift rates ``{"sd_dense"|"sd_invariant"|"skew_invariant": {axis: k}}``
         (:data:`bayes_prune.grid.RATES`), ``k`` of shape
         ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
-        pooling share plus an equal part of the rest, each other group that measured the axis
-        with an equal part (:func:`bayes_prune.discrepancy._pool`). The band then carries the
-        population's spread of drifts, not only its mean square. The lean (``skew_invariant``)
-        is the group's one pooled number for every draw, ``(1,)``, never below the
-        population's (:func:`bayes_prune.discrepancy._pool`); a fit stored before it was
-        measured has 0. Fits stored before the rates were pooled give their one rate,
+        pooling share, the rest shared by the population as
+        :func:`bayes_prune.discrepancy._pool` weighs it: the other groups of its architecture
+        with ``arch_share`` of it, every group that measured the axis (itself included) alike
+        with the remainder (all of it in fits stored before ``arch_share``). The band then
+        carries the population's spread of drifts, not only its mean square. The lean
+        (``skew_invariant``) is the group's one pooled number for every draw, ``(1,)``, never
+        below the population's (:func:`bayes_prune.discrepancy._pool`); a fit stored before it
+        was measured has 0. Fits stored before the rates were pooled give their one rate,
         ``(1,)``. ``None`` without a discrepancy."""
         disc = self.meta.get("discrepancy") or {}
         info = disc.get(group)
@@ -55,7 +57,13 @@ class Beyond:
                     out[name][a] = np.array([info.get(name, {}).get(a, 0.0)], np.float32)
                 continue
             share = info["pooled"].get(a, 0.0)
-            w = np.array([(1 - share) / len(measured) + share * (g == group) for g in measured])
+            # the population's part: everyone alike, or (arch_share) the same architecture's
+            # other groups first (bayes_prune.discrepancy._pool)
+            arch = info.get("arch_share", {}).get(a, 0.0)
+            same = [g for g in measured if g != group and arch_of(g) == arch_of(group)]
+            w = np.array([share * (g == group) + (1 - share) * (
+                (1 - arch) / len(measured) + (arch / len(same) if g in same else 0.0))
+                for g in measured])
             pick = rng.choice(len(measured), self.n_draws, p=w / w.sum())
             for name in out:  # (a fit stored before the skew was measured has none)
                 out[name][a] = np.array([disc[g]["own"].get(name, {}).get(a, 0.0)

@@ -75,6 +75,11 @@ LEAN = "skew_invariant"
 RATES = ("sd_dense", "sd_invariant", LEAN)
 
 
+def arch_of(group: str) -> str:
+    """The architecture of an ``arch/task`` group name (as a discrepancy keys its groups)."""
+    return group.split("/")[0]
+
+
 def log_excess(sizes: np.ndarray, trained: np.ndarray,
                weights: np.ndarray | None = None) -> np.ndarray:
     """How far each configuration lies beyond a grid: per row of ``sizes`` (``(n, axes)``, on

@@ -16,8 +16,10 @@ cut, ``top_cut=False``), ``with top cut`` (the larger of that and the axis' high
 every cut's evidence weighing the group's own rate in the pooling, ``rate_evidence=False``) and
 ``rate's evidence`` (the same, the own rate weighing by the evidence of the cuts it came from),
 each without the lean, and ``leaning`` (that, and the invariant's offsets wider on the side where
-larger networks prune better, by the top cut's signed slope: the default). Prints 90 % / 50 %
-coverage, lpd and median |delta| per split, group and rule.
+larger networks prune better, by the top cut's signed slope: the default), and ``architecture
+first`` (that, each group's population its architecture's other groups before everyone's,
+``arch_pool=True``: measured, not adopted). Prints 90 % / 50 % coverage, lpd and median |delta|
+per split, group and rule.
 
 Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both]
 (eight fits, about 15-25 minutes on 2 cores the first time; scoring about 3 minutes)
@@ -41,7 +43,8 @@ from bayes_prune.grid import read_grids
 
 RULES = {"all cuts": {"top_cut": False, "skew": False},
          "with top cut": {"rate_evidence": False, "skew": False},
-         "rate's evidence": {"skew": False}, "leaning": {}}
+         "rate's evidence": {"skew": False}, "leaning": {},
+         "architecture first": {"arch_pool": True}}
 
 
 def leave_group_out_splits():

@@ -399,6 +399,51 @@ def test_rates_are_pooled_across_groups():
                     assert flat[g][name][axis] == pytest.approx(rms)
 
 
+def _measured(k: float, evidence: float) -> dict:
+    """A group's entry of a discrepancy before pooling: every rate ``k`` on every axis."""
+    from bayes_prune.grid import RATES, SIZE_AXES
+
+    return {**{name: dict.fromkeys(SIZE_AXES, k) for name in RATES},
+            "evidence": dict.fromkeys(SIZE_AXES, evidence)}
+
+
+def test_with_arch_pool_a_groups_population_is_its_architectures_first():
+    """The comparison rule ``arch_pool`` (not the default): an unmeasured group inherits the
+    mean square of the other groups of its architecture, shrunk to everyone's by one
+    pseudo-group; a group of an architecture nobody else has gets everyone's; without it, one
+    population for all. Each draw's rates come from one group with the same weights, so the
+    draws' mean square is the pooled rate's."""
+    from bayes_prune.beyond import Beyond
+    from bayes_prune.discrepancy import ARCH_WEIGHT, _pool
+
+    def groups():
+        return {"cnn/a": _measured(3.0, 2.0), "cnn/b": _measured(1.0, 2.0),
+                "mlp/a": _measured(0.5, 2.0), "mlp/b": _measured(0.0, 0.0),
+                "resnet/a": _measured(0.0, 0.0)}
+
+    pooled = _pool(groups(), POOL_WEIGHT, arch_pool=True)
+    flat = _pool(groups(), POOL_WEIGHT, arch_pool=False)
+    everyone = np.mean([9.0, 1.0, 0.25])
+    share = 1 / (1 + ARCH_WEIGHT)  # mlp/b has one other MLP that measured the axes
+    assert pooled["mlp/b"]["arch_share"]["depth"] == pytest.approx(share)
+    for name in ("sd_dense", "sd_invariant", "skew_invariant"):
+        assert pooled["mlp/b"][name]["width"] == pytest.approx(
+            np.sqrt(share * 0.25 + (1 - share) * everyone))
+        assert pooled["resnet/a"][name]["width"] == pytest.approx(np.sqrt(everyone))
+        assert flat["mlp/b"][name]["width"] == pytest.approx(np.sqrt(everyone))
+    # a measured group: its own share as before, the rest its architecture's first
+    own = 2.0 / (POOL_WEIGHT + 2.0)
+    assert pooled["cnn/b"]["sd_dense"]["n_train"] == pytest.approx(np.sqrt(
+        own * 1.0 + (1 - own) * (share * 9.0 + (1 - share) * everyone)))
+    configs = pd.DataFrame({"arch": ["mlp"], "task": ["b"], "depth": [1], "width": [8],
+                            "n_train": [100]})
+    beyond = Beyond({"discrepancy": pooled}, configs, 200_000)
+    for group in ("mlp/b", "cnn/b", "resnet/a"):
+        draws = beyond.drift_rates(group, np.random.default_rng(0))["sd_invariant"]["depth"]
+        assert np.mean(draws.astype(float) ** 2) == pytest.approx(
+            pooled[group]["sd_invariant"]["depth"] ** 2, rel=0.02)
+
+
 def test_a_configuration_that_barely_feels_the_invariant_gets_no_wild_shift():
     """Twelve rounds leave some configurations on their dense plateau, where the law's slope in
     log m* is ~0: the shift's ridge keeps their h, and so every pooled rate, finite and sane
