@@ -37,12 +37,12 @@ class Beyond:
         (:data:`bayes_prune.grid.RATES`), ``k`` of shape
         ``(draws,)``: per draw, the rates of one group of the fit, the group itself with its
         pooling share, the rest shared by the population as
-        :func:`bayes_prune.discrepancy._pool` weighs it: the other groups of its architecture
+        :func:`bayes_prune.drift_pool.pool` weighs it: the other groups of its architecture
         with ``arch_share`` of it, every group that measured the axis (itself included) alike
         with the remainder (all of it in fits stored before ``arch_share``). The band then
         carries the population's spread of drifts, not only its mean square. The lean
         (``skew_invariant``) is the group's one pooled number for every draw, ``(1,)``, never
-        below the population's (:func:`bayes_prune.discrepancy._pool`); a fit stored before it
+        below the population's (:func:`bayes_prune.drift_pool.pool`); a fit stored before it
         was measured has 0. Fits stored before the rates were pooled give their one rate,
         ``(1,)``. ``None`` without a discrepancy."""
         disc = self.meta.get("discrepancy") or {}
@@ -58,7 +58,7 @@ class Beyond:
                 continue
             share = info["pooled"].get(a, 0.0)
             # the population's part: everyone alike, or (arch_share) the same architecture's
-            # other groups first (bayes_prune.discrepancy._pool)
+            # other groups first (bayes_prune.drift_pool.pool)
             arch = info.get("arch_share", {}).get(a, 0.0)
             same = [g for g in measured if g != group and arch_of(g) == arch_of(group)]
             w = np.array([share * (g == group) + (1 - share) * (

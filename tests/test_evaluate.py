@@ -414,15 +414,15 @@ def test_with_arch_pool_a_groups_population_is_its_architectures_first():
     population for all. Each draw's rates come from one group with the same weights, so the
     draws' mean square is the pooled rate's."""
     from bayes_prune.beyond import Beyond
-    from bayes_prune.discrepancy import ARCH_WEIGHT, _pool
+    from bayes_prune.drift_pool import ARCH_WEIGHT, pool
 
     def groups():
         return {"cnn/a": _measured(3.0, 2.0), "cnn/b": _measured(1.0, 2.0),
                 "mlp/a": _measured(0.5, 2.0), "mlp/b": _measured(0.0, 0.0),
                 "resnet/a": _measured(0.0, 0.0)}
 
-    pooled = _pool(groups(), POOL_WEIGHT, arch_pool=True)
-    flat = _pool(groups(), POOL_WEIGHT, arch_pool=False)
+    pooled = pool(groups(), POOL_WEIGHT, arch_pool=True)
+    flat = pool(groups(), POOL_WEIGHT, arch_pool=False)
     everyone = np.mean([9.0, 1.0, 0.25])
     share = 1 / (1 + ARCH_WEIGHT)  # mlp/b has one other MLP that measured the axes
     assert pooled["mlp/b"]["arch_share"]["depth"] == pytest.approx(share)
