@@ -110,7 +110,7 @@ def _query_rows(args) -> pd.DataFrame:  # noqa: F821
 _EXTRAPOLATION_CAVEAT = ("held out, such 90 % bands covered 94-99 % of a new group's larger "
                          "networks where other groups had reached those sizes, 67-88 % where "
                          "none had (59-96 % two steps beyond), 94-100 % one step beyond "
-                         "the reference posterior's grids, and 96-99 % on a task no reference "
+                         "the reference posterior's grids, and 94-99 % on a task no reference "
                          "grid holds (experiments/README.md)")
 
 
