@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, arch_of, log_excess
+from .drift_pool import same_arch
+from .grid import CONFIG_KEY, GROUP_KEY, LEAN, RATES, SIZE_AXES, log_excess
 
 NEVER_FITTED = "pair never fitted"  # Beyond.axes' answer for an (arch, task) with no grid
 
@@ -60,7 +61,7 @@ class Beyond:
             # the population's part: everyone alike, or (arch_share) the same architecture's
             # other groups first (bayes_prune.drift_pool.pool)
             arch = info.get("arch_share", {}).get(a, 0.0)
-            same = [g for g in measured if g != group and arch_of(g) == arch_of(group)]
+            same = same_arch(measured, group)
             w = np.array([share * (g == group) + (1 - share) * (
                 (1 - arch) / len(measured) + (arch / len(same) if g in same else 0.0))
                 for g in measured])

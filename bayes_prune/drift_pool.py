@@ -13,7 +13,7 @@ import pandas as pd
 from .grid import LEAN, RATES, SIZE_AXES, arch_of
 
 __all__ = ["ARCH_WEIGHT", "POOL_WEIGHT", "REFERENCE_GROUPS", "REFERENCE_RATES", "pool",
-           "rates_table"]
+           "rates_table", "same_arch"]
 
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
 # beyond its splits' cuts): 4 is about 16 configurations half a log unit beyond. Settled on
@@ -45,6 +45,17 @@ REFERENCE_RATES = {name: {axis: float(np.sqrt(np.mean([g[name][axis] ** 2
                           for axis in SIZE_AXES} for name in RATES}
 
 
+def same_arch(groups, group: str) -> list[str]:
+    """The groups of ``groups`` other than ``group`` that share its architecture."""
+    return [g for g in groups if g != group and arch_of(g) == arch_of(group)]
+
+
+def _mean_square(out: dict[str, dict], groups: list[str], axis: str) -> dict[str, float]:
+    """Per rate, the mean of ``groups``' own squared rates on ``axis``."""
+    return {name: float(np.mean([out[g]["own"][name][axis] ** 2 for g in groups]))
+            for name in RATES}
+
+
 def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[str, dict]:
     """Each group's rates, pooled with the population's.
 
@@ -69,23 +80,22 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[s
         info["own"] = {name: dict(info[name]) for name in RATES}
         info["pooled"] = {}
     for axis in SIZE_AXES:
-        measured = [i for i in out.values() if i["evidence"][axis] > 0]
-        pop_all = {name: float(np.mean([i["own"][name][axis] ** 2 for i in measured]))
-                   for name in RATES} if measured else None
+        names = [g for g, i in out.items() if i["evidence"][axis] > 0]
+        measured = [out[g] for g in names]
+
+        pop_all = _mean_square(out, names, axis) if names else None
         for group, info in out.items():
             ev = info["evidence"][axis]
             pop2 = pop_all
             if arch_pool and pop_all is not None:
                 # the other groups of the same architecture, shrunk to everyone's by one
                 # pseudo-group of the population
-                same = [i for g, i in out.items() if g != group and arch_of(g) == arch_of(group)
-                        and i["evidence"][axis] > 0]
+                same = same_arch(names, group)
                 share_arch = len(same) / (len(same) + ARCH_WEIGHT)
                 info.setdefault("arch_share", {})[axis] = share_arch
                 if same:
-                    pop2 = {name: share_arch * float(np.mean([i["own"][name][axis] ** 2
-                                                               for i in same]))
-                            + (1 - share_arch) * pop_all[name] for name in RATES}
+                    pop2 = {name: share_arch * v + (1 - share_arch) * pop_all[name]
+                            for name, v in _mean_square(out, same, axis).items()}
             if pop2 is None:
                 own = [a for a in SIZE_AXES if info["evidence"][a] > 0]
                 info.setdefault("inherited", {})[axis] = "other axes" if own \
