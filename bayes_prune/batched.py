@@ -230,16 +230,34 @@ def evaluate(net: Stacked | Grouped, x_test: torch.Tensor, y_test: torch.Tensor,
 
 def run_batched(cfgs: Sequence[RunConfig], store: Store, device: str = "cpu",
                 data_dir: str | None = None,
-                on_round: Callable[[RunConfig, int, dict], None] | None = None) -> None:
+                on_round: Callable[[RunConfig, int, dict], None] | None = None
+                ) -> dict[str, str]:
     """Run fresh IMP runs of one :func:`group_key` as one batch, storing every member's
-    rounds as :func:`bayes_prune.imp.run_imp` would."""
+    rounds as :func:`bayes_prune.imp.run_imp` would.
+
+    A member whose data cannot be loaded (its own ``n_train`` or seed) is marked failed in
+    the store with its own error and left out; the others train. Returns those members'
+    errors, ``{run_id: message}``. An error of the batch as a whole is raised."""
     if len({group_key(c) for c in cfgs}) != 1 or cfgs[0].arch not in ("mlp", "cnn", "resnet"):
         raise ValueError("a batch needs runs of one task, shape and recipe")
     recipe = cfgs[0].recipe
     check_augment(recipe.augment, task_info(cfgs[0].task).input_shape)
     prepare(device)
-    datas = [load_task(c.task, c.n_train, c.seed, device=device, data_dir=data_dir)
-             for c in cfgs]
+    for c in cfgs:  # claimed already when called from run_grid; then no second attempt
+        if not store.claim(c, device, __version__):
+            raise Held(f"run {c.run_id} is done or held by another writer of {store.path}")
+    datas, kept, dropped = [], [], {}
+    for c in cfgs:
+        try:
+            datas.append(load_task(c.task, c.n_train, c.seed, device=device,
+                                   data_dir=data_dir))
+            kept.append(c)
+        except Exception as exc:  # this member's data: fail it alone
+            dropped[c.run_id] = f"{type(exc).__name__}: {exc}"
+            store.fail(c.run_id, dropped[c.run_id])
+    cfgs = kept
+    if not cfgs:
+        return dropped
     models = []
     for c in cfgs:
         torch.manual_seed(c.seed)
@@ -252,9 +270,6 @@ def run_batched(cfgs: Sequence[RunConfig], store: Store, device: str = "cpu",
         n_max, *d.x_train.shape[1:]) for d, n in zip(datas, ns, strict=True)])
     ys = torch.stack([F.pad(d.y_train, (0, n_max - n)) for d, n in zip(datas, ns, strict=True)])
     x_test, y_test, n_test = datas[0].x_test, datas[0].y_test, datas[0].y_test.numel()
-    for c in cfgs:  # claimed already when called from run_grid; then no second attempt
-        if not store.claim(c, device, __version__):
-            raise Held(f"run {c.run_id} is done or held by another writer of {store.path}")
     active = list(range(len(cfgs)))  # indices into cfgs, in batch order
     masks = [torch.ones_like(w) for w in net.weights]
     rewind: list[dict] = []  # each member's solo state dict at the rewind step (W_k)
@@ -308,3 +323,4 @@ def run_batched(cfgs: Sequence[RunConfig], store: Store, device: str = "cpu",
             xs, ys = xs[sel], ys[sel]
             ns = [ns[k] for k in stay]
         active = [active[k] for k in stay]
+    return dropped

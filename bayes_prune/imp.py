@@ -234,15 +234,16 @@ def _worker(cfg, store_path, device, data_dir, workers):
 
 def _run_batch(cfgs: Sequence[RunConfig], store_path: str, device: str,
                data_dir: str | None, write: Callable[[str], None],
-               workers: int = 1) -> str | None:
+               workers: int = 1) -> dict[str, str]:
     """Run fresh same-shape runs as one batch (:mod:`bayes_prune.batched`): the members this
     writer can claim that no writer has started; the others claimed alone, on the solo path.
-    On an error every claimed member not done is marked failed (a re-run resumes it on the
-    solo path)."""
+    Returns each failed member's error, ``{run_id: message}``. A member whose own data fails
+    is failed alone; on an error of the batch as a whole every claimed member not done is
+    marked failed (a re-run resumes it on the solo path)."""
     from .batched import run_batched
 
     store = Store(store_path)
-    fresh, started = [], []
+    fresh, started, errors = [], [], {}
     try:
         for c in cfgs:
             if store.claim(c, device, __version__):
@@ -250,20 +251,23 @@ def _run_batch(cfgs: Sequence[RunConfig], store_path: str, device: str,
                 (started if started_before else fresh).append(c)
         if fresh:
             torch.set_num_threads(_threads(fresh[0], len(fresh), workers))
-            run_batched(fresh, store, device, data_dir,
-                        on_round=lambda c, r, v: write(_log_line(c, r, v)))
+            errors = run_batched(fresh, store, device, data_dir,
+                                 on_round=lambda c, r, v: write(_log_line(c, r, v)))
     except LeaseLost as exc:
         write(f"{exc}; left to it")
     except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}"
         for c in fresh:
             if store.run_status(c.run_id) != "done":
-                store.fail(c.run_id, f"{type(exc).__name__}: {exc}")
-        return f"{type(exc).__name__}: {exc}"
+                store.fail(c.run_id, err)
+                errors[c.run_id] = err
+        return errors
     finally:
         store.close()
-    errors = [_run_one(c, store_path, device, data_dir, write, bar=False, workers=workers)
-              for c in started]
-    return next((e for e in errors if e), None)
+    for c in started:
+        if err := _run_one(c, store_path, device, data_dir, write, bar=False, workers=workers):
+            errors[c.run_id] = err
+    return errors
 
 
 def _worker_batch(cfgs, store_path, device, data_dir, workers):
@@ -322,8 +326,8 @@ def run_grid(runs: Sequence[RunConfig], store_path: str, device: str = "auto",
                     jobs = plan(free, status, batch, device=device)
                     for job, err in _execute(jobs, pool, store_path, device, data_dir,
                                              workers):
-                        if err:
-                            failures.update({c.run_id: (c, err) for c in job})
+                        failures.update({c.run_id: (c, err[c.run_id]) for c in job
+                                         if c.run_id in err})
                 continue
             waiting = {c.run_id for c in todo if c.run_id in held}
             if not waiting:
@@ -357,14 +361,16 @@ def _pool(workers: int):
 
 
 def _execute(jobs, pool, store_path, device, data_dir, workers):
-    """Run ``jobs`` here (``pool`` None) or in ``pool``; yield ``(job, error or None)`` as each
-    ends. A worker that died (killed, out of memory) fails its job."""
+    """Run ``jobs`` here (``pool`` None) or in ``pool``; yield ``(job, {run_id: error})`` as
+    each ends, naming only the runs that failed. A worker that died (killed, out of memory)
+    fails its whole job."""
     from tqdm.auto import tqdm
 
     if pool is None:
         for job in jobs:
             if len(job) == 1:
-                yield job, _run_one(job[0], store_path, device, data_dir, write=tqdm.write)
+                err = _run_one(job[0], store_path, device, data_dir, write=tqdm.write)
+                yield job, {job[0].run_id: err} if err else {}
             else:
                 yield job, _run_batch(job, store_path, device, data_dir, write=tqdm.write)
         return
@@ -375,8 +381,11 @@ def _execute(jobs, pool, store_path, device, data_dir, workers):
                 pool.submit(_worker_batch, job, store_path, device, data_dir, workers)): job
                for job in jobs}
     for fut in cf.as_completed(futures):
+        job = futures[fut]
         try:
             err = fut.result()
         except cf.process.BrokenProcessPool as exc:
             err = f"a worker process died ({exc})"
-        yield futures[fut], err
+        if isinstance(err, str):
+            err = {c.run_id: err for c in job}
+        yield job, err or {}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bayes_prune.batched import run_batched
-from bayes_prune.imp import plan, run_imp
+from bayes_prune.imp import plan, run_grid, run_imp
 from bayes_prune.spec import Recipe, RunConfig
 from bayes_prune.store import Store
 
@@ -96,3 +96,25 @@ def test_plan_batches_cnn_and_resnet_on_cuda_only():
     cnn = [RunConfig("digits", "cnn", 1, 8, 300, s, 2, RECIPE) for s in (0, 1)]
     assert sorted(len(j) for j in plan(cnn, status={})) == [1, 1]
     assert sorted(len(j) for j in plan(cnn, status={}, device="cuda")) == [2]
+
+
+def test_a_members_own_data_error_fails_that_member_alone(tmp_path):
+    # one member asks for more training examples than digits has: it fails with its own
+    # error, and the batch's other members train as if it had not been there
+    bad = RunConfig(task="digits", arch="mlp", depth=2, width=16, n_train=5000, seed=1,
+                    rounds=1, recipe=RECIPE)
+    good = [RunConfig(**{**c.__dict__, "rounds": 1}) for c in _cfgs()[::2]]
+    assert len(plan(good + [bad], status={})) == 1  # one batch of three
+    store = tmp_path / "runs.sqlite"
+    failures = run_grid(good + [bad], str(store), device="cpu")
+    assert [(c.run_id, err.split(":")[0]) for c, err in failures] == [(bad.run_id, "UserError")]
+    assert "n_train=5000" in failures[0][1]
+    s = Store(store)
+    assert s.run_status(bad.run_id) == "failed"
+    assert all(s.run_status(c.run_id) == "done" for c in good)
+    solo = Store(tmp_path / "solo.sqlite")
+    for c in good:
+        run_imp(c, solo)
+    a, b = (t.export().set_index(["run_id", "round"]).sort_index() for t in (solo, s))
+    assert list(a.index) == list(b.index)
+    assert ((a["test_mistakes"] - b["test_mistakes"]).abs() <= 1).all()
