@@ -56,7 +56,8 @@ def _mean_square(out: dict[str, dict], groups: list[str], axis: str) -> dict[str
             for name in RATES}
 
 
-def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[str, dict]:
+def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
+         lean_relative: bool = False) -> dict[str, dict]:
     """Each group's rates, pooled with the population's.
 
     Per axis, the population's squared rate is the mean of the squared rates of the groups
@@ -75,6 +76,10 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[s
     keeps the group's own rates, ``pooled`` the share ``D / (weight + D)`` its own
     measurement got, ``arch_share`` the share ``n / (n + ARCH_WEIGHT)`` of its population
     that is its architecture's, ``inherited`` where an unmeasured axis' rate came from.
+    ``arch_pool="lean"`` gives the lean alone that population (its floor included), the rates
+    everyone's (measured, not adopted). ``lean_relative`` makes the population's lean for a
+    group the population's ratio of lean to invariant rate (``mean s^2 / mean k^2``) times the
+    group's own pooled invariant rate, floor included (measured: :mod:`bayes_prune.discrepancy`).
     """
     for info in out.values():
         info["own"] = {name: dict(info[name]) for name in RATES}
@@ -89,12 +94,14 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[s
             pop2 = pop_all
             if arch_pool and pop_all is not None:
                 # the other groups of the same architecture, shrunk to everyone's by one
-                # pseudo-group of the population
+                # pseudo-group of the population (for the lean alone with "lean")
                 same = same_arch(names, group)
                 share_arch = len(same) / (len(same) + ARCH_WEIGHT)
-                info.setdefault("arch_share", {})[axis] = share_arch
+                if arch_pool != "lean":
+                    info.setdefault("arch_share", {})[axis] = share_arch
                 if same:
                     pop2 = {name: share_arch * v + (1 - share_arch) * pop_all[name]
+                            if arch_pool is True or name == LEAN else pop_all[name]
                             for name, v in _mean_square(out, same, axis).items()}
             if pop2 is None:
                 own = [a for a in SIZE_AXES if info["evidence"][a] > 0]
@@ -113,6 +120,10 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool = False) -> dict[s
             share = ev / (weight + ev) if ev > 0 else 0.0
             info["pooled"][axis] = share
             for name in RATES:
+                if name == LEAN and lean_relative and pop2["sd_invariant"] > 0:
+                    # the population's lean-to-rate ratio, at this group's own pooled rate
+                    pop2 = dict(pop2, **{LEAN: pop2[LEAN] / pop2["sd_invariant"]
+                                         * info["sd_invariant"][axis] ** 2})
                 k2 = share * info["own"][name][axis] ** 2 + (1 - share) * pop2[name]
                 if name == LEAN:  # never below the population's (:mod:`bayes_prune.discrepancy`)
                     k2 = max(k2, pop2[name])

@@ -18,10 +18,13 @@ every cut's evidence weighing the group's own rate in the pooling, ``rate_eviden
 each without the lean, and ``leaning`` (that, and the invariant's offsets wider on the side where
 larger networks prune better, by the top cut's signed slope: the default), and ``architecture
 first`` (that, each group's population its architecture's other groups before everyone's,
-``arch_pool=True``: measured, not adopted). Prints 90 % / 50 % coverage, lpd and median |delta|
+``arch_pool=True``), ``lean by architecture`` (the lean's population alone its architecture's
+first, ``arch_pool="lean"``) and ``lean relative`` (the population's lean for a group its
+ratio of lean to rate times the group's rate, ``lean_relative=True``), the last three measured
+and not adopted. Prints 90 % / 50 % coverage, lpd and median |delta|
 per split, group and rule.
 
-Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both]
+Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both] [--rules R ...]
 (eight fits, about 15-25 minutes on 2 cores the first time; scoring about 3 minutes)
 """
 
@@ -44,7 +47,9 @@ from bayes_prune.grid import read_grids
 RULES = {"all cuts": {"top_cut": False, "skew": False},
          "with top cut": {"rate_evidence": False, "skew": False},
          "rate's evidence": {"skew": False}, "leaning": {},
-         "architecture first": {"arch_pool": True}}
+         "architecture first": {"arch_pool": True},
+         "lean by architecture": {"arch_pool": "lean"},
+         "lean relative": {"lean_relative": True}}
 
 
 def leave_group_out_splits():
@@ -82,12 +87,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="drift_rule_fits", help="where the eight posteriors go")
     ap.add_argument("--split", choices=("top", "lgo", "both"), default="both")
+    ap.add_argument("--rules", nargs="+", choices=list(RULES), default=list(RULES),
+                    help="the rules to score (default: every one)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
     splits = {"top": top_corner_splits, "lgo": leave_group_out_splits}
     for split in ("top", "lgo") if args.split == "both" else (args.split,):
-        score_rules(split, splits[split](), RULES, args.out)
+        score_rules(split, splits[split](), {r: RULES[r] for r in args.rules}, args.out)
 
 
 if __name__ == "__main__":

@@ -444,6 +444,39 @@ def test_with_arch_pool_a_groups_population_is_its_architectures_first():
             pooled[group]["sd_invariant"]["depth"] ** 2, rel=0.02)
 
 
+
+def test_the_lean_alone_by_architecture_or_relative_to_the_rate():
+    """Two comparison rules for the lean (neither the default): ``arch_pool="lean"`` gives the
+    lean alone its architecture's population first (the rates stay everyone's);
+    ``lean_relative`` makes the population's lean, and its floor, the population's ratio of
+    mean squared lean to mean squared invariant rate times the group's own pooled rate."""
+    from bayes_prune.drift_pool import ARCH_WEIGHT, pool
+
+    def groups():
+        g = {"cnn/a": _measured(3.0, 2.0), "mlp/a": _measured(0.5, 2.0),
+             "mlp/b": _measured(0.0, 0.0)}
+        g["cnn/a"]["skew_invariant"] = dict.fromkeys(g["cnn/a"]["skew_invariant"], 4.0)
+        return g
+
+    flat = pool(groups(), POOL_WEIGHT)
+    lean = pool(groups(), POOL_WEIGHT, arch_pool="lean")
+    rel = pool(groups(), POOL_WEIGHT, lean_relative=True)
+    k2, s2 = np.mean([9.0, 0.25]), np.mean([16.0, 0.25])  # everyone's mean squares
+    share = 1 / (1 + ARCH_WEIGHT)
+    assert "arch_share" not in lean["mlp/b"]
+    assert lean["mlp/b"]["sd_invariant"]["depth"] == pytest.approx(np.sqrt(k2))
+    assert lean["mlp/b"]["skew_invariant"]["depth"] == pytest.approx(
+        np.sqrt(share * 0.25 + (1 - share) * s2))
+    assert flat["mlp/b"]["skew_invariant"]["depth"] == pytest.approx(np.sqrt(s2))
+    # mlp/b measured nothing: its rate is everyone's, so its lean is everyone's ratio at it
+    assert rel["mlp/b"]["skew_invariant"]["width"] == pytest.approx(np.sqrt(s2))
+    # mlp/a: its own rate pulls its pooled rate, and with it its lean, below everyone's
+    own = 2.0 / (POOL_WEIGHT + 2.0)
+    rate2 = own * 0.25 + (1 - own) * k2
+    assert rel["mlp/a"]["sd_invariant"]["width"] == pytest.approx(np.sqrt(rate2))
+    assert rel["mlp/a"]["skew_invariant"]["width"] == pytest.approx(np.sqrt(s2 / k2 * rate2))
+    assert rel["mlp/a"]["skew_invariant"]["width"] < flat["mlp/a"]["skew_invariant"]["width"]
+
 def test_a_configuration_that_barely_feels_the_invariant_gets_no_wild_shift():
     """Twelve rounds leave some configurations on their dense plateau, where the law's slope in
     log m* is ~0: the shift's ridge keeps their h, and so every pooled rate, finite and sane
