@@ -77,7 +77,8 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
     measurement got, ``arch_share`` the share ``n / (n + ARCH_WEIGHT)`` of its population
     that is its architecture's, ``inherited`` where an unmeasured axis' rate came from.
     ``arch_pool="lean"`` gives the lean alone that population (its floor included), the rates
-    everyone's (measured, not adopted). ``lean_relative`` makes the population's lean for a
+    everyone's; ``arch_pool="rates"`` the rates alone, the lean everyone's (both measured, not
+    adopted). ``lean_relative`` makes the population's lean for a
     group the population's ratio of lean to invariant rate (``mean s^2 / mean k^2``) times the
     group's own pooled invariant rate, floor included (measured: :mod:`bayes_prune.discrepancy`).
     """
@@ -101,7 +102,8 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
                     info.setdefault("arch_share", {})[axis] = share_arch
                 if same:
                     pop2 = {name: share_arch * v + (1 - share_arch) * pop_all[name]
-                            if arch_pool is True or name == LEAN else pop_all[name]
+                            if arch_pool is True or (name == LEAN) == (arch_pool == "lean")
+                            else pop_all[name]
                             for name, v in _mean_square(out, same, axis).items()}
             if pop2 is None:
                 own = [a for a in SIZE_AXES if info["evidence"][a] > 0]

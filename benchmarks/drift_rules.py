@@ -20,8 +20,8 @@ larger networks prune better, by the top cut's signed slope: the default), and `
 first`` (that, each group's population its architecture's other groups before everyone's,
 ``arch_pool=True``), ``lean by architecture`` (the lean's population alone its architecture's
 first, ``arch_pool="lean"``) and ``lean relative`` (the population's lean for a group its
-ratio of lean to rate times the group's rate, ``lean_relative=True``), the last three measured
-and not adopted. Prints 90 % / 50 % coverage, lpd and median |delta|
+ratio of lean to rate times the group's rate, ``lean_relative=True``) and ``rates by
+architecture`` (``arch_pool="rates"``), the last four measured and not adopted. Prints 90 % / 50 % coverage, lpd and median |delta|
 per split, group and rule.
 
 Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both] [--rules R ...]
@@ -49,7 +49,8 @@ RULES = {"all cuts": {"top_cut": False, "skew": False},
          "rate's evidence": {"skew": False}, "leaning": {},
          "architecture first": {"arch_pool": True},
          "lean by architecture": {"arch_pool": "lean"},
-         "lean relative": {"lean_relative": True}}
+         "lean relative": {"lean_relative": True},
+         "rates by architecture": {"arch_pool": "rates"}}
 
 
 def leave_group_out_splits():

@@ -446,7 +446,7 @@ def test_with_arch_pool_a_groups_population_is_its_architectures_first():
 
 
 def test_the_lean_alone_by_architecture_or_relative_to_the_rate():
-    """Two comparison rules for the lean (neither the default): ``arch_pool="lean"`` gives the
+    """Comparison rules (none the default): ``arch_pool="lean"`` gives the
     lean alone its architecture's population first (the rates stay everyone's);
     ``lean_relative`` makes the population's lean, and its floor, the population's ratio of
     mean squared lean to mean squared invariant rate times the group's own pooled rate."""
@@ -476,6 +476,11 @@ def test_the_lean_alone_by_architecture_or_relative_to_the_rate():
     assert rel["mlp/a"]["sd_invariant"]["width"] == pytest.approx(np.sqrt(rate2))
     assert rel["mlp/a"]["skew_invariant"]["width"] == pytest.approx(np.sqrt(s2 / k2 * rate2))
     assert rel["mlp/a"]["skew_invariant"]["width"] < flat["mlp/a"]["skew_invariant"]["width"]
+    rates = pool(groups(), POOL_WEIGHT, arch_pool="rates")  # the complement of "lean"
+    assert rates["mlp/b"]["arch_share"]["depth"] == pytest.approx(share)
+    assert rates["mlp/b"]["sd_invariant"]["depth"] == pytest.approx(
+        np.sqrt(share * 0.25 + (1 - share) * k2))
+    assert rates["mlp/b"]["skew_invariant"]["depth"] == pytest.approx(np.sqrt(s2))
 
 def test_a_configuration_that_barely_feels_the_invariant_gets_no_wild_shift():
     """Twelve rounds leave some configurations on their dense plateau, where the law's slope in
