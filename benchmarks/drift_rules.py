@@ -21,8 +21,8 @@ first`` (that, each group's population its architecture's other groups before ev
 ``arch_pool=True``), ``lean by architecture`` (the lean's population alone its architecture's
 first, ``arch_pool="lean"``) and ``lean relative`` (the population's lean for a group its
 ratio of lean to rate times the group's rate, ``lean_relative=True``) and ``rates by
-architecture`` (``arch_pool="rates"``), the last four measured and not adopted. Prints 90 % / 50 % coverage, lpd and median |delta|
-per split, group and rule.
+architecture`` (``arch_pool="rates"``), the last four measured and not adopted. Prints 90 % /
+50 % coverage, lpd and median |delta| per split, group and rule.
 
 Usage: python benchmarks/drift_rules.py [--out DIR] [--split top|lgo|both] [--rules R ...]
 (eight fits, about 15-25 minutes on 2 cores the first time; scoring about 3 minutes)
