@@ -214,8 +214,9 @@ def _run_fit(args) -> None:
     disc = post.meta.get("discrepancy") or {}
     borrowed = [g for g, k in disc.items() if k.get("borrowed")]
     if borrowed:
-        print(f"extrapolation discrepancy: the drift of {len(borrowed)} reference group(s) "
-              f"not in this grid joins the population ({', '.join(borrowed)})")
+        print(f"extrapolation discrepancy: the drift measured on {len(borrowed)} reference "
+              f"group(s) joins the population ({', '.join(borrowed)}; a group this grid holds "
+              "joins as '(reference)' where the reference grids go beyond this grid's sizes)")
     if any(not k.get("borrowed") for k in disc.values()):
         from .discrepancy import rates_table
 

@@ -121,6 +121,8 @@ drift").
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 
@@ -130,6 +132,7 @@ from .drift_pool import (  # noqa: F401 (the pooling's names, re-exported)
     POOL_WEIGHT,
     REFERENCE_GROUPS,
     REFERENCE_RATES,
+    REFERENCE_SIZES,
     pool,
     rates_table,
 )
@@ -150,7 +153,8 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
                               progress: bool = False, top_cut: bool = True,
                               rate_evidence: bool = True, borrow: bool = False,
                               skew: bool = True, arch_pool: bool | str = False,
-                              lean_relative: bool = False) -> dict[str, dict]:
+                              lean_relative: bool = False,
+                              held_out: pd.DataFrame | None = None) -> dict[str, dict]:
     """How far the law strays when it extrapolates beyond its grid, measured inside ``grid``.
 
     A law fitted on smaller networks (or fewer data) and asked about larger ones misses by more
@@ -260,12 +264,58 @@ def extrapolation_discrepancy(grid: pd.DataFrame, pool_weight: float | None = No
         out["/".join(key)] = info
     bar.close()
     if borrow:
-        for group, rates in REFERENCE_GROUPS.items():
-            if group not in out:
-                out[group] = {"borrowed": True, **{n: dict(r) for n, r in rates.items()},
-                              "evidence": dict.fromkeys(SIZE_AXES, 1.0)}
+        for group, key in borrowed_groups(out, held_out).items():
+            out[key] = {"borrowed": True, "reference_of": group,
+                        **{n: dict(r) for n, r in REFERENCE_GROUPS[group].items()},
+                        "evidence": dict.fromkeys(SIZE_AXES, 1.0)}
     return pool(out, POOL_WEIGHT if pool_weight is None else pool_weight, arch_pool,
                 lean_relative)
+
+
+def borrowed_groups(out: dict[str, dict], held_out: pd.DataFrame | None = None
+                    ) -> dict[str, str]:
+    """The reference groups a fit borrows, ``{group: key in the discrepancy}``: each reference
+    group the grid does not hold (key: its name), and each it holds but stops below on some
+    axis (key: ``"<group> (reference)"``, beside the grid's own measurement), since the
+    reference measured its drift at sizes this grid never reached. Left out: a group with
+    ``held_out`` configurations inside the reference's sizes, which its measurement may have
+    seen (an evaluation on the reference grids' own rows; module docstring)."""
+    picked = {}
+    for group, sizes in REFERENCE_SIZES.items():
+        if held_out is not None and len(held_out):
+            arch, task = group.split("/", 1)
+            mine = held_out[(held_out["arch"] == arch) & (held_out["task"] == task)]
+            if np.logical_and.reduce([mine[a].to_numpy() <= sizes[a] for a in SIZE_AXES]).any():
+                continue
+        if group not in out:
+            picked[group] = group
+        elif any(out[group][f"max_{a}"] < sizes[a] for a in SIZE_AXES):
+            picked[group] = f"{group} (reference)"
+    return picked
+
+
+def without_seen(disc: dict[str, dict], held_out: pd.DataFrame) -> dict[str, dict]:
+    """A stored discrepancy (``borrow=True``) scored on ``held_out``: the borrowed reference
+    groups that :func:`borrowed_groups` leaves out for these rows removed, the rest pooled
+    again from their own rates, as :func:`extrapolation_discrepancy` with ``held_out`` gives
+    it. Unchanged when nothing is removed."""
+    fitted = {g: i for g, i in disc.items() if not i.get("borrowed")}
+    keep = set(borrowed_groups(fitted, held_out).values())
+    drop = [g for g, i in disc.items() if i.get("borrowed") and g not in keep]
+    if not drop or any("own" not in i for i in disc.values()):
+        return disc
+    out = {}
+    for g, info in disc.items():
+        if g in drop:
+            continue
+        info = copy.deepcopy(info)
+        for name in RATES:
+            if name in info["own"]:
+                info[name] = dict(info["own"][name])
+        for key in ("own", "pooled", "inherited", "arch_share"):
+            info.pop(key, None)
+        out[g] = info
+    return pool(out, POOL_WEIGHT)
 
 
 def signed_slope(h_in: np.ndarray, h: np.ndarray, d: np.ndarray) -> float:

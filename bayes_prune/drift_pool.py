@@ -12,8 +12,8 @@ import pandas as pd
 
 from .grid import LEAN, RATES, SIZE_AXES, arch_of
 
-__all__ = ["ARCH_WEIGHT", "POOL_WEIGHT", "REFERENCE_GROUPS", "REFERENCE_RATES", "pool",
-           "rates_table", "same_arch"]
+__all__ = ["ARCH_WEIGHT", "POOL_WEIGHT", "REFERENCE_GROUPS", "REFERENCE_RATES",
+           "REFERENCE_SIZES", "pool", "rates_table", "same_arch"]
 
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
 # beyond its splits' cuts): 4 is about 16 configurations half a log unit beyond. Settled on
@@ -38,6 +38,10 @@ REFERENCE_GROUPS = {
     "mlp/mnist1d": {"sd_dense": {"depth": 0.2059, "width": 0.188, "n_train": 0.1341},
                     "sd_invariant": {"depth": 0.8191, "width": 0.5197, "n_train": 0.7868},
                     "skew_invariant": {"depth": 0.5916, "width": 1.2903, "n_train": 0.7814}}}
+# each reference group's largest depth, width and n_train: a grid that holds one of these groups
+# but stops below it on some axis borrows its reference measurement too (bayes_prune.discrepancy)
+REFERENCE_SIZES = {group: {"depth": 4.0, "width": 48.0 if group.startswith("cnn/") else 256.0,
+                           "n_train": 4000.0} for group in REFERENCE_GROUPS}
 # their population: the root mean square per axis, what a fit that borrows all four and can
 # split nothing itself inherits
 REFERENCE_RATES = {name: {axis: float(np.sqrt(np.mean([g[name][axis] ** 2

@@ -20,6 +20,7 @@ log miss and the 90 % band's coverage and width.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +29,15 @@ import numpy as np
 import pandas as pd
 
 from . import lsq
-from .discrepancy import extrapolation_discrepancy
+from .discrepancy import extrapolation_discrepancy, without_seen
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
            "predict_bayes", "score", "by_density", "score_posterior", "evaluate",
-           "leave_group_out", "interior_configs", "fit_quality", "extrapolation_discrepancy"]
+           "leave_group_out", "interior_configs", "as_scored", "fit_quality",
+           "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
 
@@ -127,7 +129,23 @@ def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     posterior = fit(fit_grid, **fit_kwargs)
     if diagnostics is not None:
         diagnostics.update(posterior.diagnostics)
-    return np.log(posterior.predict_draws(holdout, band="prediction"))
+    return np.log(as_scored(posterior, holdout).predict_draws(holdout, band="prediction"))
+
+
+def as_scored(post, holdout: pd.DataFrame):
+    """``post`` as scored on ``holdout``: without the borrowed reference groups whose
+    measurement may have seen these rows (:func:`bayes_prune.discrepancy.without_seen`), so
+    that a split of the reference grids' own rows scores what a user with those rows alone
+    would get; a shallow copy where any is removed, ``post`` itself otherwise."""
+    disc = post.meta.get("discrepancy")
+    if not disc:
+        return post
+    unseen = without_seen(disc, holdout)
+    if unseen is disc:
+        return post
+    post = copy.copy(post)
+    post.meta = dict(post.meta, discrepancy=unseen)
+    return post
 
 
 def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None = None) -> dict:
@@ -244,7 +262,7 @@ def score_posterior(post, holdout: pd.DataFrame, seed: int = 0,
     start = time.perf_counter()
     if log:
         log(f"bayes: the saved posterior predicting {len(holdout)} points")
-    draws = np.log(post.predict_draws(holdout, band="prediction", seed=seed))
+    draws = np.log(as_scored(post, holdout).predict_draws(holdout, band="prediction", seed=seed))
     seconds = time.perf_counter() - start
     sampler = {k: post.diagnostics.get(k) for k in DIAGNOSTIC_KEYS}
     return _group_rows(holdout, draws, "bayes", seconds, sampler)

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_prune.evaluate import score
+from bayes_prune.evaluate import as_scored, score
 from bayes_prune.fit import fit
 from bayes_prune.grid import read_grid
 from bayes_prune.store import read_only
@@ -119,19 +119,21 @@ class Bench:
                 r = json.loads(line)
                 self.done[(r["group"], r["method"], r["budget"], r["seed"])] = r
 
-    def fit(self, grid, runs, chosen, seed=0, source="<grid>"):
-        """The benchmark's fit of the runs ``chosen`` (positions in ``runs``)."""
+    def fit(self, grid, runs, chosen, target, seed=0, source="<grid>"):
+        """The benchmark's fit of the runs ``chosen`` (positions in ``runs``), without any
+        borrowed drift whose measurement saw the ``target`` rows (``evaluate.as_scored``)."""
         sub = grid[grid["run_id"].isin(set(runs.loc[chosen, "run_id"]))].reset_index(drop=True)
-        return fit(sub, draws=self.args.draws, tune=self.args.tune, chains=self.args.chains,
+        post = fit(sub, draws=self.args.draws, tune=self.args.tune, chains=self.args.chains,
                    progress=False, ess_target=None, seed=seed, source=source,
-                   borrow_drift=self.args.borrow_drift), len(sub)
+                   borrow_drift=self.args.borrow_drift)
+        return as_scored(post, target), len(sub)
 
     def fit_score(self, group, method, budget, seed, grid, runs, chosen, target):
         key = (group, method, budget, seed)
         if key in self.done:
             return self.done[key], None
         start = time.perf_counter()
-        post, points = self.fit(grid, runs, chosen, seed, f"{group}:{method}")
+        post, points = self.fit(grid, runs, chosen, target, seed, f"{group}:{method}")
         fit_s = time.perf_counter() - start
         s = score(target, np.log(post.predict_draws(target, band="prediction")))
         r = {"group": group, "method": method, "budget": budget, "seed": seed,
@@ -168,7 +170,7 @@ class Bench:
                 continue
             if post is None:  # resumed: refit the previous level to suggest from it
                 prev = self.done.get((group, "suggest", BUDGETS[k - 1], 0)) or r0
-                post, _ = self.fit(grid, runs, prev["chosen"])
+                post, _ = self.fit(grid, runs, prev["chosen"], target)
             free = [i for i in runs.index if i not in chosen]
             spent = float(runs.loc[chosen, "compute"].sum())
             picks, _ = post.suggest(candidates(runs, free), goal, n=len(free),

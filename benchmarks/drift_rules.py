@@ -73,7 +73,8 @@ def score_rules(split: str, splits, rules: dict, out: str) -> dict[str, float]:
         post = fitted(Path(out) / f"{split}_{stem}.nc", fit_grid, f"{split} {group}")
         for rule, kwargs in rules.items():
             ruled = copy.copy(post)
-            ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(fit_grid, **kwargs))
+            ruled.meta = dict(post.meta, discrepancy=extrapolation_discrepancy(
+                fit_grid, held_out=held, **kwargs))
             s = evaluate.score(held, np.log(ruled.predict_draws(held, band="prediction")))
             lpd[rule] += s["lpd"]
             print(f"{split:3s} {group:18s} {rule:15s} 90 % {100 * s['coverage_90']:5.1f}  "

@@ -362,11 +362,46 @@ def test_a_fit_borrows_the_reference_groups_it_does_not_hold():
             want = share * mine["own"][name][axis] ** 2 + (1 - share) * np.mean(
                 np.square(members))
             assert k == pytest.approx(np.sqrt(want))
+    # a group the grid holds under a reference group's name: its own measurement, and beside
+    # it the reference's, since the reference grids reach width 256 and this grid stops at 128
     renamed = grid.assign(arch="mlp", task="mnist1d")
     held = extrapolation_discrepancy(renamed, borrow=True)
     assert "borrowed" not in held["mlp/mnist1d"]
-    assert {g for g, i in held.items() if i.get("borrowed")} == set(REFERENCE_GROUPS) - {
-        "mlp/mnist1d"}
+    assert {g for g, i in held.items() if i.get("borrowed")} == (
+        set(REFERENCE_GROUPS) - {"mlp/mnist1d"}) | {"mlp/mnist1d (reference)"}
+    assert held["mlp/mnist1d (reference)"]["own"]["sd_invariant"] == \
+        REFERENCE_GROUPS["mlp/mnist1d"]["sd_invariant"]
+    # a grid that reaches the reference's sizes on every axis borrows nothing of its own group
+    wide = renamed.assign(width=renamed["width"] * 2, n_train=renamed["n_train"] * 4)
+    assert "mlp/mnist1d (reference)" not in extrapolation_discrepancy(wide, borrow=True)
+
+
+def test_a_measurement_that_saw_the_held_out_rows_is_not_borrowed_to_score_them():
+    """Scoring held-out rows that lie inside a reference group's sizes (a split of the
+    reference grids' own rows), that group's reference measurement, which may have seen them,
+    is left out, whether the grid holds the group or not; rows beyond its sizes keep it. A
+    stored discrepancy pooled again without it (``without_seen``, what ``evaluate`` scores
+    with) equals the one measured without it."""
+    from bayes_prune.discrepancy import extrapolation_discrepancy, without_seen
+    from bayes_prune.evaluate import as_scored
+
+    grid = _kinked_grid().assign(arch="mlp", task="mnist1d")
+    inside = grid.head(3).assign(width=256.0, depth=4.0, n_train=4000.0)
+    beyond = inside.assign(depth=5.0)
+    other = inside.assign(arch="cnn", task="mnist1d", width=48.0)
+    full = extrapolation_discrepancy(grid, borrow=True)
+    for rows, gone in ((inside, "mlp/mnist1d (reference)"), (other, "cnn/mnist1d"),
+                       (beyond, None)):
+        disc = extrapolation_discrepancy(grid, borrow=True, held_out=rows)
+        assert set(disc) == set(full) - {gone}
+        again = without_seen(full, rows)
+        assert set(again) == set(disc)
+        for g, info in disc.items():
+            for name in ("sd_dense", "sd_invariant", "skew_invariant"):
+                assert again[g][name] == pytest.approx(info[name], rel=1e-12)
+        post = type("P", (), {"meta": {"discrepancy": full}})()
+        assert (as_scored(post, rows) is post) == (gone is None)
+    assert without_seen(full, beyond) is full
 
 
 def test_rates_are_pooled_across_groups():

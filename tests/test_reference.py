@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bayes_prune import reference
-from bayes_prune.discrepancy import REFERENCE_GROUPS
+from bayes_prune.discrepancy import REFERENCE_GROUPS, REFERENCE_SIZES
 from bayes_prune.errors import UserError
 from bayes_prune.grid import grid_hash
 from bayes_prune.posterior import FORMAT, REFERENCE, Posterior
@@ -72,6 +72,8 @@ def test_its_extrapolation_discrepancy_is_what_fit_measures_today(post):
                 assert k == pytest.approx(own, rel=0.01, abs=1e-4), \
                     f"discrepancy.REFERENCE_GROUPS[{group!r}][{name!r}][{axis!r}] is stale: " \
                     f"set it to {own:.4f}"
+        # the sizes beyond which a grid holding the group borrows nothing of it
+        assert REFERENCE_SIZES[group] == {a: now[group][f"max_{a}"] for a in REFERENCE_SIZES[group]}
 
 
 def test_it_was_fitted_at_fit_defaults(post):
