@@ -50,8 +50,10 @@ def _add_variants(p) -> None:
                         "better than the law fitted below them; on by default")
     p.add_argument("--borrow-drift", action=argparse.BooleanOptionalAction, default=True,
                    help="pool the extrapolation discrepancy's drift with the shipped reference "
-                        "groups this grid does not hold, as if fitted beside it: a grid of one "
-                        "group then carries their drift beyond its sizes (reference groups "
+                        "groups' as measured on the reference grids, as if fitted beside it: "
+                        "each reference group this grid does not hold, and each it holds but "
+                        "stops below the reference grids' sizes, beside its own measurement; a "
+                        "grid then carries their drift beyond its sizes (reference groups "
                         "fitted alone: 90 %% coverage of their extrapolation sets 60-92 -> "
                         "92-99 %%, none too narrow, three wider than needed); on by default, "
                         "--no-borrow-drift for the grid's own drift alone")

@@ -1,11 +1,14 @@
 """The drift's population: how each group's measured extrapolation-discrepancy rates are pooled
 with the other groups' (:func:`pool`), the shipped reference groups' own rates that a fit may
-borrow (:data:`REFERENCE_GROUPS`), and the table ``fit`` prints of the result
+borrow (:data:`REFERENCE_GROUPS`, which of them: :func:`borrowed_groups`, :func:`without_seen`),
+and the table ``fit`` prints of the result
 (:func:`rates_table`). Below :mod:`bayes_prune.discrepancy`, which measures the rates and
 explains every choice here in its module docstring.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,8 @@ import pandas as pd
 from .grid import LEAN, RATES, SIZE_AXES, arch_of
 
 __all__ = ["ARCH_WEIGHT", "POOL_WEIGHT", "REFERENCE_GROUPS", "REFERENCE_RATES",
-           "REFERENCE_SIZES", "pool", "rates_table", "same_arch"]
+           "REFERENCE_SIZES", "borrowed_groups", "pool", "rates_table", "same_arch",
+           "without_seen"]
 
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
 # beyond its splits' cuts): 4 is about 16 configurations half a log unit beyond. Settled on
@@ -135,6 +139,52 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
                     k2 = max(k2, pop2[name])
                 info[name][axis] = float(np.sqrt(k2))
     return out
+
+
+def borrowed_groups(out: dict[str, dict], held_out: pd.DataFrame | None = None
+                    ) -> dict[str, str]:
+    """The reference groups a fit borrows, ``{group: key in the discrepancy}``: each reference
+    group the grid does not hold (key: its name), and each it holds but stops below on some
+    axis (key: ``"<group> (reference)"``, beside the grid's own measurement), since the
+    reference measured its drift at sizes this grid never reached. Left out: a group with
+    ``held_out`` configurations inside the reference's sizes, which its measurement may have
+    seen (an evaluation on the reference grids' own rows; :mod:`bayes_prune.discrepancy`)."""
+    picked = {}
+    for group, sizes in REFERENCE_SIZES.items():
+        if held_out is not None and len(held_out):
+            arch, task = group.split("/", 1)
+            mine = held_out[(held_out["arch"] == arch) & (held_out["task"] == task)]
+            if np.logical_and.reduce([mine[a].to_numpy() <= sizes[a] for a in SIZE_AXES]).any():
+                continue
+        if group not in out:
+            picked[group] = group
+        elif any(out[group][f"max_{a}"] < sizes[a] for a in SIZE_AXES):
+            picked[group] = f"{group} (reference)"
+    return picked
+
+
+def without_seen(disc: dict[str, dict], held_out: pd.DataFrame) -> dict[str, dict]:
+    """A stored discrepancy (``borrow=True``) scored on ``held_out``: the borrowed reference
+    groups that :func:`borrowed_groups` leaves out for these rows removed, the rest pooled
+    again from their own rates, as :func:`extrapolation_discrepancy` with ``held_out`` gives
+    it. Unchanged when nothing is removed."""
+    fitted = {g: i for g, i in disc.items() if not i.get("borrowed")}
+    keep = set(borrowed_groups(fitted, held_out).values())
+    drop = [g for g, i in disc.items() if i.get("borrowed") and g not in keep]
+    if not drop or any("own" not in i for i in disc.values()):
+        return disc
+    out = {}
+    for g, info in disc.items():
+        if g in drop:
+            continue
+        info = copy.deepcopy(info)
+        for name in RATES:
+            if name in info["own"]:
+                info[name] = dict(info["own"][name])
+        for key in ("own", "pooled", "inherited", "arch_share"):
+            info.pop(key, None)
+        out[g] = info
+    return pool(out, POOL_WEIGHT)
 
 
 def rates_table(disc: dict[str, dict]) -> pd.DataFrame:

@@ -141,9 +141,11 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     ``discrepancy`` measures how far the law strays when it extrapolates in size, by nested
     least-squares splits of the grid (:func:`bayes_prune.discrepancy.extrapolation_discrepancy`,
     seconds), and stores it: predictions for configurations larger than the grid widen by it.
-    ``borrow_drift`` (default) pools that drift with the shipped reference groups the grid
-    does not hold (:mod:`bayes_prune.discrepancy`): a one-group grid's bands beyond it then
-    carry the reference groups' drift; a grid of all four reference groups borrows nothing.
+    ``borrow_drift`` (default) pools that drift with the shipped reference groups' own
+    measurements (:mod:`bayes_prune.discrepancy`): those the grid does not hold, and those it
+    holds but stops below the reference grids' sizes, beside its own. A one-group grid's bands
+    beyond it then carry the reference groups' drift; a grid of the whole reference grids
+    borrows nothing.
     """
     chosen = defaults_for(len(grid))
     draws = chosen["draws"] if draws is None else draws
