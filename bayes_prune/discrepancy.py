@@ -148,6 +148,7 @@ from .drift_pool import (  # noqa: F401 (the pooling's names, re-exported)
     borrowed_groups,
     pool,
     rates_table,
+    seen_by,
     without_seen,
 )
 from .grid import CONFIG_KEY, GROUP_KEY, RATES, SIZE_AXES, random_errors

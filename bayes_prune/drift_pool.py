@@ -17,7 +17,7 @@ from .grid import LEAN, RATES, SIZE_AXES, arch_of
 
 __all__ = ["ARCH_WEIGHT", "POOL_WEIGHT", "REFERENCE_GROUPS", "REFERENCE_RATES",
            "REFERENCE_SIZES", "borrowed_groups", "pool", "rates_table", "same_arch",
-           "without_seen"]
+           "seen_by", "without_seen"]
 
 # The population's weight against a group's own evidence (the sum of d^2 over the configurations
 # beyond its splits' cuts): 4 is about 16 configurations half a log unit beyond. Settled on
@@ -163,14 +163,20 @@ def borrowed_groups(out: dict[str, dict], held_out: pd.DataFrame | None = None
     return picked
 
 
+def seen_by(disc: dict[str, dict], held_out: pd.DataFrame) -> list[str]:
+    """The borrowed entries of a stored discrepancy that :func:`borrowed_groups` leaves out
+    for the rows ``held_out``."""
+    fitted = {g: i for g, i in disc.items() if not i.get("borrowed")}
+    keep = set(borrowed_groups(fitted, held_out).values())
+    return [g for g, i in disc.items() if i.get("borrowed") and g not in keep]
+
+
 def without_seen(disc: dict[str, dict], held_out: pd.DataFrame) -> dict[str, dict]:
     """A stored discrepancy (``borrow=True``) scored on ``held_out``: the borrowed reference
     groups that :func:`borrowed_groups` leaves out for these rows removed, the rest pooled
     again from their own rates, as :func:`extrapolation_discrepancy` with ``held_out`` gives
     it. Unchanged when nothing is removed."""
-    fitted = {g: i for g, i in disc.items() if not i.get("borrowed")}
-    keep = set(borrowed_groups(fitted, held_out).values())
-    drop = [g for g, i in disc.items() if i.get("borrowed") and g not in keep]
+    drop = seen_by(disc, held_out)
     if not drop or any("own" not in i for i in disc.values()):
         return disc
     out = {}

@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 
 from . import lsq
-from .discrepancy import extrapolation_discrepancy, without_seen
+from .discrepancy import extrapolation_discrepancy, seen_by, without_seen
 from .errors import UserError
 from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
            "predict_bayes", "score", "by_density", "score_posterior", "evaluate",
-           "leave_group_out", "interior_configs", "as_scored", "fit_quality",
+           "leave_group_out", "interior_configs", "as_scored", "unseen_log_draws", "fit_quality",
            "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
@@ -129,7 +129,32 @@ def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     posterior = fit(fit_grid, **fit_kwargs)
     if diagnostics is not None:
         diagnostics.update(posterior.diagnostics)
-    return np.log(as_scored(posterior, holdout).predict_draws(holdout, band="prediction"))
+    return unseen_log_draws(posterior, holdout)
+
+
+def unseen_log_draws(post, holdout: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Log prediction-band draws of ``holdout``'s rows in order, shape ``(rows, draws)``, each
+    (arch, task) group's rows predicted without the borrowed reference measurements that may
+    have seen *them* (:func:`as_scored` on its rows): a group's score may use what the
+    reference grids measured of the other groups, never of itself. Groups that leave out the
+    same measurements (all of them, most often) are predicted together."""
+    holdout = holdout.reset_index(drop=True)
+    disc = post.meta.get("discrepancy") or {}
+    batches: dict[tuple, list[np.ndarray]] = {}
+    for _, rows in holdout.groupby(GROUP_KEY, sort=False):
+        key = tuple(seen_by(disc, rows)) if disc else ()
+        batches.setdefault(key, []).append(rows.index.to_numpy())
+    if len(batches) == 1:
+        return np.log(as_scored(post, holdout).predict_draws(holdout, band="prediction",
+                                                             seed=seed))
+    out = None
+    for idx in batches.values():
+        rows = holdout.loc[np.concatenate(idx)]
+        d = np.log(as_scored(post, rows).predict_draws(rows.reset_index(drop=True),
+                                                       band="prediction", seed=seed))
+        out = np.empty((len(holdout), d.shape[1]), d.dtype) if out is None else out
+        out[rows.index.to_numpy()] = d
+    return out
 
 
 def as_scored(post, holdout: pd.DataFrame):
@@ -262,7 +287,7 @@ def score_posterior(post, holdout: pd.DataFrame, seed: int = 0,
     start = time.perf_counter()
     if log:
         log(f"bayes: the saved posterior predicting {len(holdout)} points")
-    draws = np.log(as_scored(post, holdout).predict_draws(holdout, band="prediction", seed=seed))
+    draws = unseen_log_draws(post, holdout, seed=seed)
     seconds = time.perf_counter() - start
     sampler = {k: post.diagnostics.get(k) for k in DIAGNOSTIC_KEYS}
     return _group_rows(holdout, draws, "bayes", seconds, sampler)

@@ -404,6 +404,32 @@ def test_a_measurement_that_saw_the_held_out_rows_is_not_borrowed_to_score_them(
     assert without_seen(full, beyond) is full
 
 
+def test_each_groups_rows_are_scored_without_only_their_own_groups_measurement():
+    """Held-out rows of two reference groups at once: each group's rows are predicted without
+    its own group's reference measurement and with the other's (``unseen_log_draws``), as if
+    each were held out alone."""
+    from bayes_prune.discrepancy import extrapolation_discrepancy
+    from bayes_prune.evaluate import unseen_log_draws
+
+    class Fake:  # a posterior whose draws say which borrowed measurements it was given
+        def __init__(self, disc):
+            self.meta = {"discrepancy": disc}
+
+        def predict_draws(self, rows, band, seed=0):
+            d = self.meta["discrepancy"]
+            v = 2.0 * ("mlp/mnist1d (reference)" in d) + 0.5 * ("cnn/mnist1d" in d) + 1.0
+            return np.full((len(rows), 3), v)
+
+    grid = _kinked_grid().assign(arch="mlp", task="mnist1d")
+    post = Fake(extrapolation_discrepancy(grid, borrow=True))
+    rows = grid.head(4).assign(width=64.0)
+    rows.loc[rows.index[2:], ["arch", "task", "width"]] = ["cnn", "mnist1d", 32.0]
+    got = np.exp(unseen_log_draws(post, rows.iloc[::-1]))  # any order of rows
+    np.testing.assert_allclose(got[:2], 3.0)  # cnn rows: the MLP's reference kept
+    np.testing.assert_allclose(got[2:], 1.5)  # mlp rows: the CNN's kept, their own not
+    np.testing.assert_allclose(np.exp(unseen_log_draws(post, rows.head(2))), 1.5)
+
+
 def test_rates_are_pooled_across_groups():
     """A group's rate is its own measurement shrunk toward the population's: all own at weight
     0, the population's root mean square at a huge weight, and a group that cannot split an
