@@ -126,11 +126,11 @@ nothing, and fitted on the four fitting grids alone its bands were too narrow be
 coverage of the extrapolation sets 71.9 / 88.0 / 83.0 / 66.7 %, of the far sets 91.9 / 91.4 /
 96.2 / 58.6 %, MNIST-1D MLP, Fashion MLP, MNIST-1D CNN, Fashion CNN). A score of the reference
 grids' own rows must not borrow a measurement that saw them: a reference group with held-out
-rows inside its sizes is left out (``held_out``; ``evaluate`` applies it to each group's rows it scores,
-:func:`without_seen`), so every reported split (leave-group-out, leave-configs-out, the
-settling split, each group alone) scores exactly as before. Not settled on a split, since none
-of the reference grids' splits can see it; adopted on the argument, with no number tuned, and
-reported (experiments/README, "A group's own reference measurement").
+rows inside its sizes is left out (``held_out``; ``evaluate`` applies it to each group's
+rows it scores, :func:`without_seen`), so every reported split (leave-group-out, leave-configs-
+out, the settling split, each group alone) scores exactly as before. Not settled on a split,
+since none of the reference grids' splits can see it; adopted on the argument, with no number
+tuned, and reported (experiments/README, "A group's own reference measurement").
 """
 
 from __future__ import annotations
