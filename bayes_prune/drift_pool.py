@@ -158,7 +158,7 @@ def borrowed_groups(out: dict[str, dict], held_out: pd.DataFrame | None = None
                 continue
         if group not in out:
             picked[group] = group
-        elif any(out[group][f"max_{a}"] < sizes[a] for a in SIZE_AXES):
+        elif any(out[group].get(f"max_{a}", np.inf) < sizes[a] for a in SIZE_AXES):
             picked[group] = f"{group} (reference)"
     return picked
 
