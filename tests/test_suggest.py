@@ -194,7 +194,9 @@ def test_linear_gaussian_ranks_like_importance_weighting():
     alone = extrapolation_discrepancy(grid.merge(small[key], on=key), borrow=False)
     # measured: Spearman 0.75 borrowed, 0.93 alone, against the reweighting at 2 x 1,000
     # outer draws (0.80 and 0.94 at 4 x 1,000). Borrowed, the drift of a candidate beyond the
-    # grid is a mixture of four groups' rates (0.2-3.5 per log unit), heavy-tailed, and a
+    # grid is a mixture of the groups' rates (0.2-3.5 per log unit; the reference groups', this
+    # group's reference measurement among them, since the corner stops below its sizes, and
+    # the corner's own), heavy-tailed, and a
     # measurement that tells which one is worth more than its Gaussian value says; the best
     # run by the Gaussian value is among reweighting's three best either way
     for disc, rho in ((post.meta["discrepancy"], 0.65), (alone, 0.85)):
