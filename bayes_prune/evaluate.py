@@ -121,7 +121,8 @@ def _bootstrap_refit(sample: pd.DataFrame, full: lsq.LsqFit):
 
 
 def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
-                  diagnostics: dict | None = None, **fit_kwargs) -> np.ndarray:
+                  diagnostics: dict | None = None,
+                  log: Callable[[str], None] | None = None, **fit_kwargs) -> np.ndarray:
     """Posterior prediction-band draws of ``log test_error``, shape ``(rows, draws)``; the
     fit's sampler diagnostics (:func:`bayes_prune.fit.diagnose`) go into ``diagnostics``."""
     from .fit import fit
@@ -129,21 +130,28 @@ def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
     posterior = fit(fit_grid, **fit_kwargs)
     if diagnostics is not None:
         diagnostics.update(posterior.diagnostics)
-    return unseen_log_draws(posterior, holdout)
+    return unseen_log_draws(posterior, holdout, log=log)
 
 
-def unseen_log_draws(post, holdout: pd.DataFrame, seed: int = 0) -> np.ndarray:
+def unseen_log_draws(post, holdout: pd.DataFrame, seed: int = 0,
+                     log: Callable[[str], None] | None = None) -> np.ndarray:
     """Log prediction-band draws of ``holdout``'s rows in order, shape ``(rows, draws)``, each
     (arch, task) group's rows predicted without the borrowed reference measurements that may
     have seen *them* (:func:`as_scored` on its rows): a group's score may use what the
     reference grids measured of the other groups, never of itself. Groups that leave out the
-    same measurements (all of them, most often) are predicted together."""
+    same measurements (all of them, most often) are predicted together. ``log`` is told
+    which measurements were left out, if any."""
     holdout = holdout.reset_index(drop=True)
     disc = post.meta.get("discrepancy") or {}
     batches: dict[tuple, list[np.ndarray]] = {}
     for _, rows in holdout.groupby(GROUP_KEY, sort=False):
         key = tuple(seen_by(disc, rows)) if disc else ()
         batches.setdefault(key, []).append(rows.index.to_numpy())
+    left_out = sorted({g for key in batches for g in key})
+    if left_out and log:
+        log(f"bayes: held-out rows inside the reference grids' sizes are scored without the "
+            f"shipped drift measurement of their own group, which may have seen them "
+            f"({', '.join(left_out)})")
     if len(batches) == 1:
         return np.log(as_scored(post, holdout).predict_draws(holdout, band="prediction",
                                                              seed=seed))
@@ -250,7 +258,7 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
             draws = predict_bootstrap(fit_grid, holdout, n_boot=n_boot, seed=seed)
         else:
             draws = predict_bayes(fit_grid, holdout, seed=seed, diagnostics=(diag := {}),
-                                  **fit_kwargs)
+                                  log=log, **fit_kwargs)
         seconds = time.perf_counter() - start
         # the Bayesian rows carry their fit's diagnostics: a band from a fit that did not
         # converge is not the model's band
@@ -287,7 +295,7 @@ def score_posterior(post, holdout: pd.DataFrame, seed: int = 0,
     start = time.perf_counter()
     if log:
         log(f"bayes: the saved posterior predicting {len(holdout)} points")
-    draws = unseen_log_draws(post, holdout, seed=seed)
+    draws = unseen_log_draws(post, holdout, seed=seed, log=log)
     seconds = time.perf_counter() - start
     sampler = {k: post.diagnostics.get(k) for k in DIAGNOSTIC_KEYS}
     return _group_rows(holdout, draws, "bayes", seconds, sampler)

@@ -424,7 +424,9 @@ def test_each_groups_rows_are_scored_without_only_their_own_groups_measurement()
     post = Fake(extrapolation_discrepancy(grid, borrow=True))
     rows = grid.head(4).assign(width=64.0)
     rows.loc[rows.index[2:], ["arch", "task", "width"]] = ["cnn", "mnist1d", 32.0]
-    got = np.exp(unseen_log_draws(post, rows.iloc[::-1]))  # any order of rows
+    said = []
+    got = np.exp(unseen_log_draws(post, rows.iloc[::-1], log=said.append))  # any row order
+    assert len(said) == 1 and "(cnn/mnist1d, mlp/mnist1d (reference))" in said[0]
     np.testing.assert_allclose(got[:2], 3.0)  # cnn rows: the MLP's reference kept
     np.testing.assert_allclose(got[2:], 1.5)  # mlp rows: the CNN's kept, their own not
     np.testing.assert_allclose(np.exp(unseen_log_draws(post, rows.head(2))), 1.5)
