@@ -64,7 +64,7 @@ def _mean_square(out: dict[str, dict], groups: list[str], axis: str) -> dict[str
             for name in RATES}
 
 
-def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
+def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = True,
          lean_relative: bool = False) -> dict[str, dict]:
     """Each group's rates, pooled with the population's.
 
@@ -77,10 +77,11 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = False,
     if no group could, the largest rate of its own other axes, and if it measured none,
     :data:`REFERENCE_RATES`. The lean (``skew_invariant``) is pooled the same way and then
     raised to the population's where it falls below it (:mod:`bayes_prune.discrepancy`). With
-    ``arch_pool`` (not the default) a group's population is first its architecture's: the mean
+    With ``arch_pool`` (the default) a group's population is first its architecture's: the mean
     squared rate of the *other* groups of its architecture that measured the axis, ``n`` of
-    them, weighing ``n / (n + ARCH_WEIGHT)`` against everyone's (measured, not adopted:
-    :mod:`bayes_prune.discrepancy`); a group alone in its architecture has everyone's. ``own``
+    them, weighing ``n / (n + ARCH_WEIGHT)`` against everyone's (why:
+    :mod:`bayes_prune.discrepancy`); a group alone in its architecture has everyone's;
+    ``arch_pool=False`` one population for all, the rule before. ``own``
     keeps the group's own rates, ``pooled`` the share ``D / (weight + D)`` its own
     measurement got, ``arch_share`` the share ``n / (n + ARCH_WEIGHT)`` of its population
     that is its architecture's, ``inherited`` where an unmeasured axis' rate came from.

@@ -44,12 +44,12 @@ from bayes_prune import evaluate
 from bayes_prune.discrepancy import extrapolation_discrepancy
 from bayes_prune.grid import read_grids
 
-RULES = {"all cuts": {"top_cut": False, "skew": False},
-         "with top cut": {"rate_evidence": False, "skew": False},
-         "rate's evidence": {"skew": False}, "leaning": {},
+RULES = {"all cuts": {"top_cut": False, "skew": False, "arch_pool": False},
+         "with top cut": {"rate_evidence": False, "skew": False, "arch_pool": False},
+         "rate's evidence": {"skew": False, "arch_pool": False}, "leaning": {"arch_pool": False},
          "architecture first": {"arch_pool": True},
          "lean by architecture": {"arch_pool": "lean"},
-         "lean relative": {"lean_relative": True},
+         "lean relative": {"lean_relative": True, "arch_pool": False},
          "rates by architecture": {"arch_pool": "rates"}}
 
 

@@ -226,12 +226,13 @@ def test_a_top_cut_rate_weighs_by_the_top_cut_evidence_alone():
 def test_the_lean_is_never_below_the_populations():
     """A group whose own top cut shows no lean (its widest networks follow the law) still leans
     by the population's root mean square: the drift towards pruning better shows above a grid's
-    sizes, where its own splits cannot look. A group that leans more keeps its own, pooled."""
+    sizes, where its own splits cannot look. A group that leans more keeps its own, pooled.
+    (One population for all here; by default it is its architecture's first, the same floor.)"""
     grid = _kinked_grid(1.0)
     flat = simulate_grid(depths=(2, 3, 4), widths=(8, 16, 32, 64, 128), n_trains=(1000, 4000),
                          seeds=(0, 1), rel_noise=0.03)
     grid = pd.concat([grid, flat[flat["arch"] != "syn-a"]], ignore_index=True)
-    disc = evaluate.extrapolation_discrepancy(grid)
+    disc = evaluate.extrapolation_discrepancy(grid, arch_pool=False)
     measured = [i["own"]["skew_invariant"]["width"] for i in disc.values()]
     pop = float(np.sqrt(np.mean(np.square(measured))))
     kink = disc.pop("syn-a/syn-x")
@@ -435,7 +436,8 @@ def test_each_groups_rows_are_scored_without_only_their_own_groups_measurement()
 def test_rates_are_pooled_across_groups():
     """A group's rate is its own measurement shrunk toward the population's: all own at weight
     0, the population's root mean square at a huge weight, and a group that cannot split an
-    axis takes the population's rate whatever the weight."""
+    axis takes the population's rate whatever the weight. (One population for all; the
+    architecture layer, the default, is tested below.)"""
     from bayes_prune.discrepancy import extrapolation_discrepancy
     from bayes_prune.synthetic import simulate_grid
 
@@ -443,8 +445,8 @@ def test_rates_are_pooled_across_groups():
                          seeds=(0,), rel_noise=0.03)
     short = grid[(grid["arch"] == "syn-a") & (grid["task"] == "syn-x")]
     grid = pd.concat([grid.drop(short.index), short[short["depth"] < 4]], ignore_index=True)
-    own = extrapolation_discrepancy(grid, pool_weight=0.0)
-    flat = extrapolation_discrepancy(grid, pool_weight=1e12)
+    own = extrapolation_discrepancy(grid, pool_weight=0.0, arch_pool=False)
+    flat = extrapolation_discrepancy(grid, pool_weight=1e12, arch_pool=False)
     for name in ("sd_dense", "sd_invariant"):
         for axis in ("depth", "width"):
             measured = [i["own"][name][axis] for i in own.values()
@@ -471,7 +473,7 @@ def _measured(k: float, evidence: float) -> dict:
 
 
 def test_with_arch_pool_a_groups_population_is_its_architectures_first():
-    """The comparison rule ``arch_pool`` (not the default): an unmeasured group inherits the
+    """``arch_pool`` (the default): an unmeasured group inherits the
     mean square of the other groups of its architecture, shrunk to everyone's by one
     pseudo-group; a group of an architecture nobody else has gets everyone's; without it, one
     population for all. Each draw's rates come from one group with the same weights, so the
@@ -521,9 +523,9 @@ def test_the_lean_alone_by_architecture_or_relative_to_the_rate():
         g["cnn/a"]["skew_invariant"] = dict.fromkeys(g["cnn/a"]["skew_invariant"], 4.0)
         return g
 
-    flat = pool(groups(), POOL_WEIGHT)
+    flat = pool(groups(), POOL_WEIGHT, arch_pool=False)
     lean = pool(groups(), POOL_WEIGHT, arch_pool="lean")
-    rel = pool(groups(), POOL_WEIGHT, lean_relative=True)
+    rel = pool(groups(), POOL_WEIGHT, arch_pool=False, lean_relative=True)
     k2, s2 = np.mean([9.0, 0.25]), np.mean([16.0, 0.25])  # everyone's mean squares
     share = 1 / (1 + ARCH_WEIGHT)
     assert "arch_share" not in lean["mlp/b"]
