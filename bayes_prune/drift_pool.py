@@ -175,8 +175,9 @@ def seen_by(disc: dict[str, dict], held_out: pd.DataFrame) -> list[str]:
 def without_seen(disc: dict[str, dict], held_out: pd.DataFrame) -> dict[str, dict]:
     """A stored discrepancy (``borrow=True``) scored on ``held_out``: the borrowed reference
     groups that :func:`borrowed_groups` leaves out for these rows removed, the rest pooled
-    again from their own rates, as :func:`extrapolation_discrepancy` with ``held_out`` gives
-    it. Unchanged when nothing is removed."""
+    again from their own rates (through architectures if it was pooled so), as
+    :func:`extrapolation_discrepancy` with ``held_out`` gives it. Unchanged when nothing is
+    removed."""
     drop = seen_by(disc, held_out)
     if not drop or any("own" not in i for i in disc.values()):
         return disc
@@ -191,7 +192,8 @@ def without_seen(disc: dict[str, dict], held_out: pd.DataFrame) -> dict[str, dic
         for key in ("own", "pooled", "inherited", "arch_share"):
             info.pop(key, None)
         out[g] = info
-    return pool(out, POOL_WEIGHT)
+    # pooled as it was: through architectures where it stored their shares (arch_share)
+    return pool(out, POOL_WEIGHT, arch_pool=any("arch_share" in i for i in disc.values()))
 
 
 def rates_table(disc: dict[str, dict]) -> pd.DataFrame:

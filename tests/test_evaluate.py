@@ -403,6 +403,12 @@ def test_a_measurement_that_saw_the_held_out_rows_is_not_borrowed_to_score_them(
         post = type("P", (), {"meta": {"discrepancy": full}})()
         assert (as_scored(post, rows) is post) == (gone is None)
     assert without_seen(full, beyond) is full
+    # a discrepancy pooled with one population for all is pooled again the same way
+    flat = extrapolation_discrepancy(grid, borrow=True, arch_pool=False)
+    want = extrapolation_discrepancy(grid, borrow=True, arch_pool=False, held_out=other)
+    again = without_seen(flat, other)
+    for g, info in want.items():
+        assert again[g]["sd_invariant"] == pytest.approx(info["sd_invariant"], rel=1e-12)
 
 
 def test_each_groups_rows_are_scored_without_only_their_own_groups_measurement():
