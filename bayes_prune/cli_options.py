@@ -55,7 +55,7 @@ def _add_variants(p) -> None:
                         "stops below the reference grids' sizes, beside its own measurement; a "
                         "grid then carries their drift beyond its sizes (reference groups "
                         "fitted alone: 90 %% coverage of their extrapolation sets 60-92 -> "
-                        "92-99 %%, none too narrow, three wider than needed); on by default, "
+                        "97-99 %%, none too narrow, all wider than needed); on by default, "
                         "--no-borrow-drift for the grid's own drift alone")
     p.add_argument("--ar1", action="store_true",
                    help="correlate the residuals of a run's successive rounds (AR(1) per "
