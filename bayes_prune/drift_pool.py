@@ -76,7 +76,7 @@ def pool(out: dict[str, dict], weight: float, arch_pool: bool | str = True,
     (``D = 0``) takes the population's rate (borrowed reference groups included); without them,
     if no group could, the largest rate of its own other axes, and if it measured none,
     :data:`REFERENCE_RATES`. The lean (``skew_invariant``) is pooled the same way and then
-    raised to the population's where it falls below it (:mod:`bayes_prune.discrepancy`). With
+    raised to the population's where it falls below it (:mod:`bayes_prune.discrepancy`).
     With ``arch_pool`` (the default) a group's population is first its architecture's: the mean
     squared rate of the *other* groups of its architecture that measured the axis, ``n`` of
     them, weighing ``n / (n + ARCH_WEIGHT)`` against everyone's (why:

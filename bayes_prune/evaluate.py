@@ -152,12 +152,9 @@ def unseen_log_draws(post, holdout: pd.DataFrame, seed: int = 0,
         log(f"bayes: held-out rows inside the reference grids' sizes are scored without the "
             f"shipped drift measurement of their own group, which may have seen them "
             f"({', '.join(left_out)})")
-    if len(batches) == 1:
-        return np.log(as_scored(post, holdout).predict_draws(holdout, band="prediction",
-                                                             seed=seed))
     out = None
-    for idx in batches.values():
-        rows = holdout.loc[np.concatenate(idx)]
+    for idx in batches.values():  # rows in holdout's order: one batch predicts as a whole
+        rows = holdout.loc[np.sort(np.concatenate(idx))]
         d = np.log(as_scored(post, rows).predict_draws(rows.reset_index(drop=True),
                                                        band="prediction", seed=seed))
         out = np.empty((len(holdout), d.shape[1]), d.dtype) if out is None else out
