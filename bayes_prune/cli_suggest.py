@@ -185,6 +185,17 @@ def _run_suggest(args) -> None:
           + (", picked by the largest reduction that fits the budget: it narrows the goal more "
              "than picking by reduction per second" if summary["rule"] == "largest reduction"
              else ""))
+    reach = summary.get("design_reach")
+    if reach is not None and reach["reached"] == 0:
+        print(f"  in no posterior draw does a configuration searched (the fitted and candidate "
+              f"ones of the goal's groups) reach error {args.target_error:g}; the lowest "
+              f"expected error among them is {reach['lowest_error']:.3g} ({reach['arch']}/"
+              f"{reach['task']} depth {reach['depth']} width {reach['width']} n_train "
+              f"{reach['n_train']} at density {reach['density']:.3g}): give larger candidates "
+              "or a higher --target-error")
+    elif reach is not None and reach["reached"] < 1:
+        print(f"  a configuration searched reaches error {args.target_error:g} in "
+              f"{100 * reach['reached']:.0f} % of the posterior draws")
     if picks.empty:
         print("no candidate run fits the budget or would narrow the goal"
               + (f" (the cheapest costs {summary['cheapest']:.4g} {unit})"

@@ -360,16 +360,13 @@ class Posterior:
         """The next runs to train for ``goal`` (a :class:`bayes_prune.suggest.Goal`), chosen
         greedily among ``candidates`` (:func:`bayes_prune.suggest.candidate_runs`) by expected
         variance reduction per unit cost: see :mod:`bayes_prune.suggest`. Returns the picks
-        in order and a summary (the goal's sd before and after, the cost model)."""
+        in order and a summary (the goal's sd before and after, the cost model; for a design
+        goal ``design_reach``: how often a searched configuration reaches the target, and the
+        nearest one, :func:`bayes_prune.suggest.design_reach`)."""
         from .suggest import suggest
 
         return suggest(self, candidates, goal, n=n, budget=budget, cost_model=cost_model,
                        seed=seed)
-
-
-
-
-
 
 
 def _flatten(post) -> dict[str, np.ndarray]:

@@ -62,7 +62,7 @@ from .law import binomial_log_var
 
 __all__ = ["Goal", "CostModel", "candidate_runs", "goal_query", "goal_design", "goal_compare",
            "simulate", "greedy", "plan", "importance_gain", "suggest", "write_specs",
-           "drop_finished", "RUN_COLUMNS"]
+           "drop_finished", "design_reach", "RUN_COLUMNS"]
 
 
 # ------------------------------------------------------------------------------ simulation
@@ -112,6 +112,7 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
         G = np.log(draws[len(traj):].T.astype(np.float64))
     elif goal.kind == "design":
         G = _design_draws(post, extra, draws[len(traj):], goal.target_error)
+        reach = design_reach(extra, draws[len(traj):], goal.target_error)
     else:
         da, db = post.natural(*goal.a), post.natural(*goal.b)
         if goal.coef not in da:
@@ -138,7 +139,8 @@ def simulate(post, cands: pd.DataFrame, goal: Goal, seed: int = 0) -> dict:
     return {"Y": logd[:, keep_cols], "blocks": [blocks_cfg[k] for k in cfg_codes],
             "noise": [noise_cfg[k] for k in cfg_codes], "G": G,
             "trainings": np.array([len(blocks_cfg[k]) for k in cfg_codes]), "params": params,
-            "disc": disc, "configs": cands[CONFIG_KEY].reset_index(drop=True)}
+            "disc": disc, "configs": cands[CONFIG_KEY].reset_index(drop=True),
+            **({"reach": reach} if goal.kind == "design" else {})}
 
 
 def _run_noise(post, arch: str, task: str, log_med: np.ndarray) -> tuple[float, np.ndarray]:
@@ -208,6 +210,20 @@ def _design_draws(post, rows: pd.DataFrame, draws: np.ndarray, target: float) ->
     hit = meets.any(axis=0)
     first = np.argmax(meets, axis=0)
     return np.where(hit, np.log(nonzero[order][first]), big)[:, None].astype(np.float64)
+
+
+def design_reach(rows: pd.DataFrame, draws: np.ndarray, target: float) -> dict:
+    """How a design goal's search stands: ``reached``, the fraction of posterior draws in
+    which some row of ``rows`` has expected error at most ``target`` (0: nothing searched
+    reaches it in any draw, so no run among these candidates can narrow the goal), and the
+    row of lowest median expected error (``lowest_error``, its ``arch``, ``task``, ``depth``,
+    ``width``, ``n_train``, ``density``)."""
+    med = np.median(draws, axis=1)
+    best = rows.iloc[int(np.argmin(med))]
+    return {"reached": float((draws <= target).any(axis=0).mean()),
+            "lowest_error": float(med.min()),
+            **{k: best[k].item() if hasattr(best[k], "item") else best[k]
+               for k in CONFIG_KEY + ["density"]}}
 
 
 # ---------------------------------------------------------------------------------- choice
@@ -329,7 +345,9 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     """Rank and pick up to ``n`` of the candidate runs ``cands`` (:func:`candidate_runs`)
     for ``goal``, within ``budget`` (in the cost model's unit; a ``cost`` column of ``cands``,
     when present, is each run's cost instead). Returns the picks (one row per
-    run, in pick order) and a summary (the goal's sd before and after, the cost model)."""
+    run, in pick order) and a summary (the goal's sd before and after, the cost model; for a
+    design goal ``design_reach``, :func:`design_reach`: with ``reached`` 0 no run among these
+    candidates can narrow it)."""
     check_request(n, budget)
     for arch, task in cands[["arch", "task"]].drop_duplicates().itertuples(index=False):
         post._check_group(arch, task)
@@ -355,12 +373,18 @@ def suggest(post, cands: pd.DataFrame, goal: Goal, n: int = 10, budget: float | 
     out["trained_config"] = [bool(post._config_index.get(tuple(r)) is not None) for r in
                              out[CONFIG_KEY].itertuples(
                                  index=False)]
-    summary = {"goal": goal.label, "kind": goal.kind, "goal_sd_before": float(np.sqrt(var0 / k)),
-               "goal_sd_after": float(np.sqrt(picks[-1]["var_after"] / k)) if picks
-               else float(np.sqrt(var0 / k)),
+    summary = {"goal": goal.label, "kind": goal.kind, "goal_sd_before": _sd(var0, k),
+               "goal_sd_after": _sd(picks[-1]["var_after"], k) if picks else _sd(var0, k),
                "candidates": int(len(cands)), "picked": int(len(picks)), "rule": rule,
                "cheapest": float(cost.min()),
                "cost_unit": "given" if "cost" in cands else cost_model.unit,
                "cost_total": float(sum(p["cost"] for p in picks)),
-               "cost_model": cost_model.to_dict()}
+               "cost_model": cost_model.to_dict(),
+               **({"design_reach": sim["reach"]} if "reach" in sim else {})}
     return out, summary
+
+
+def _sd(var: float, k: int) -> float:
+    """The goal's sd from its summed variance over ``k`` parts; 0 for what is only rounding
+    (a goal the same in every draw)."""
+    return float(np.sqrt(var / k)) if var / k > 1e-24 else 0.0

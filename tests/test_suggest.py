@@ -118,6 +118,26 @@ def test_design_goal_on_the_reference(reference, cands_toml, tmp_path):
     assert spec.recipe.lr == 0.003 and spec.recipe.steps == 1000
 
 
+def test_a_design_target_nothing_reaches_is_said_so(reference, cands_toml):
+    """A target below every searched configuration's error in every draw: the goal is the same
+    in each draw (sd exactly 0, not rounding), nothing is picked, and the summary and the
+    printout say why and what is nearest."""
+    cands = s.candidate_runs(cands_toml)
+    picks, summary = reference.suggest(cands, s.goal_design(0.01, "mlp", "mnist1d"), n=3)
+    assert picks.empty and summary["goal_sd_before"] == 0.0 == summary["goal_sd_after"]
+    reach = summary["design_reach"]
+    assert reach["reached"] == 0.0 and 0.01 < reach["lowest_error"] < 1
+    assert (reach["arch"], reach["task"]) == ("mlp", "mnist1d")
+    _, reachable = reference.suggest(cands, s.goal_design(0.3, "mlp", "mnist1d"), n=1)
+    assert reachable["design_reach"]["reached"] > 0
+    r = _cli("suggest", "--candidates", str(cands_toml), "--goal-design", "--target-error",
+             "0.01", "--arch", "mlp", "--task", "mnist1d")
+    assert r.returncode == 0, r.stderr
+    assert "in no posterior draw does a configuration searched" in r.stdout
+    assert f"lowest expected error among them is {reach['lowest_error']:.3g}" in r.stdout
+    assert "sd of the goal (log scale): 0 now" in r.stdout
+
+
 def test_a_second_copy_is_worth_less_than_the_first(reference):
     """Greedy conditioning: two runs of one configuration share its law, so the second adds
     only what its own noise does."""
