@@ -201,6 +201,12 @@ def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
     """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
+        # a table written with another separator reads as one column holding every name
+        sep = next((c for c in (";", "\t", "|") if len(df.columns) == 1
+                    and all(n in str(df.columns[0]).split(c) for n in missing)), None)
+        if sep:
+            raise UserError(f"{source}: its columns are separated by {sep!r}; a grid CSV is "
+                            "separated by commas (pandas: df.to_csv(path, index=False))")
         raise UserError(f"{source}: missing column(s) {', '.join(missing)}; "
                         f"a grid needs {', '.join(COLUMNS)}")
     if len(df) == 0:

@@ -109,6 +109,13 @@ def test_a_directory_given_as_the_grid(capsys, tmp_path, grid):
     _refused(capsys, tmp_path, ["lsq", tmp_path / "d.csv"], "d.csv: is a directory, not a grid")
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_grid_written_with_another_separator_is_named(capsys, tmp_path, grid, sep):
+    (tmp_path / "other.csv").write_text("\n".join(line.replace(",", sep) for line in grid))
+    _refused(capsys, tmp_path, ["lsq", tmp_path / "other.csv"],
+             f"its columns are separated by {sep!r}; a grid CSV is separated by commas")
+
+
 @pytest.mark.parametrize("command", ["lsq", "evaluate"])
 def test_one_configuration_for_least_squares(capsys, tmp_path, command):
     one = tmp_path / "one.csv"
