@@ -189,6 +189,13 @@ def _where(source: str, row: int, column: str) -> str:
     return f"{source}: row {row + 2}, column '{column}'"
 
 
+def other_separator(columns, missing) -> str | None:
+    """The separator (``;``, tab or ``|``) of a table that pandas read as one column holding
+    every name, those ``missing`` among them; ``None`` otherwise."""
+    return next((c for c in (";", "\t", "|") if len(columns) == 1
+                 and all(n in str(columns[0]).split(c) for n in missing)), None)
+
+
 def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
     """Check ``df`` against the schema and return a copy with canonical dtypes and row order.
 
@@ -201,9 +208,7 @@ def validate(df: pd.DataFrame, source: str = "<grid>") -> pd.DataFrame:
     """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        # a table written with another separator reads as one column holding every name
-        sep = next((c for c in (";", "\t", "|") if len(df.columns) == 1
-                    and all(n in str(df.columns[0]).split(c) for n in missing)), None)
+        sep = other_separator(df.columns, missing)
         if sep:
             raise UserError(f"{source}: its columns are separated by {sep!r}; a grid CSV is "
                             "separated by commas (pandas: df.to_csv(path, index=False))")

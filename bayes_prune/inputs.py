@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .grid import CONFIG_KEY, GROUP_KEY, run_key
+from .grid import CONFIG_KEY, GROUP_KEY, other_separator, run_key
 
 __all__ = ["least_squares_groups", "check_least_squares", "check_query_rows", "check_pair"]
 
@@ -88,6 +88,10 @@ def read_table(path, option: str, required) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise UserError(f"{option} {path}: {exc}") from None
     missing = [c for c in required if c not in table]
+    sep = other_separator(table.columns, missing) if missing else None
+    if sep:
+        raise UserError(f"{option} {path}: its columns are separated by {sep!r}; a CSV here "
+                        "is separated by commas")
     if missing:
         raise UserError(f"{option} {path}: missing column(s) {', '.join(missing)} (needs "
                         f"{', '.join(required)})")

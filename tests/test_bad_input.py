@@ -192,6 +192,13 @@ def test_a_bad_query_table(capsys, tmp_path):
              "rows.csv: row 3, column 'depth': 2.5 is not a positive integer")
 
 
+def test_a_query_table_with_another_separator(capsys, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("arch;task;depth;width;n_train;density\nmlp;digits;2;16;1000;0.5\n")
+    _refused(capsys, tmp_path, ["query", tmp_path / "post.nc", "--from-csv", rows],
+             "rows.csv: its columns are separated by ';'; a CSV here is separated by commas")
+
+
 def test_compare_with_a_pair_never_fitted(capsys, tmp_path, monkeypatch):
     from bayes_prune import posterior
 
