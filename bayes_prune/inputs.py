@@ -87,15 +87,20 @@ def read_table(path, option: str, required) -> pd.DataFrame:
         table = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"{option} {path}: {exc}") from None
+    _comma_separated(table, f"{option} {path}")
     missing = [c for c in required if c not in table]
-    sep = other_separator(table.columns, missing) if missing else None
-    if sep:
-        raise UserError(f"{option} {path}: its columns are separated by {sep!r}; a CSV here "
-                        "is separated by commas")
     if missing:
         raise UserError(f"{option} {path}: missing column(s) {', '.join(missing)} (needs "
                         f"{', '.join(required)})")
     return check_query_rows(table, str(path))
+
+
+def _comma_separated(table: pd.DataFrame, source: str) -> None:
+    """Refuse a table that pandas read as one column because another separator was used."""
+    sep = other_separator(table.columns, ("depth", "width", "n_train"))
+    if sep:
+        raise UserError(f"{source}: its columns are separated by {sep!r}; a CSV here is "
+                        "separated by commas")
 
 
 def check_query_rows(rows: pd.DataFrame, source: str | None) -> pd.DataFrame:
@@ -104,6 +109,8 @@ def check_query_rows(rows: pd.DataFrame, source: str | None) -> pd.DataFrame:
     value a finite number, ``density`` in (0, 1], ``depth``, ``width``, ``n_train`` positive
     integers, ``params_total`` and friends positive when given. Returns them with those
     columns numeric."""
+    if source:
+        _comma_separated(rows, source)
     out = rows.reset_index(drop=True).copy()
     rules = (("depth", True, "a positive integer"), ("width", True, "a positive integer"),
              ("n_train", True, "a positive integer"), ("density", False, "a density in (0, 1]"),
