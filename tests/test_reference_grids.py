@@ -15,9 +15,9 @@ from bayes_prune.store import Store
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 # the fitting grids and extrapolation sets, the far sets kept apart in far/ (never fitted) and
-# the grids of a task no reference grid holds, in digits/
+# the grids of a task no reference grid holds, in digits/, and a user's fresh grids, in fresh/
 GRIDS = sorted(p for p in [*RESULTS.glob("*.csv"), *RESULTS.glob("far/*.csv"),
-                           *RESULTS.glob("digits/*.csv")]
+                           *RESULTS.glob("digits/*.csv"), *RESULTS.glob("fresh/*.csv")]
                if p.with_suffix(".sqlite").is_file())
 
 
