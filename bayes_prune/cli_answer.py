@@ -111,7 +111,10 @@ _EXTRAPOLATION_CAVEAT = ("held out, such 90 % bands covered 96-99 % of a new gro
                          "networks where other groups had reached those sizes, 89-97 % where "
                          "only the shipped reference grids' drift had (94-100 % two steps "
                          "beyond), 93-100 % one step beyond the reference posterior's grids, "
-                         "and 94-98 % on a task no reference grid holds (experiments/README.md)")
+                         "and 94-98 % on a task no reference grid holds, but only 74 % for "
+                         "a fresh small CNN grid (depths 1-2, widths 4-16) asked about depths "
+                         "3-4, widths 24-48: for a CNN grid small in depth, compare fit "
+                         "--dense-depth (experiments/README.md)")
 
 
 def _run_query(args) -> None:
