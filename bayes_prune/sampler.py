@@ -15,6 +15,7 @@ diagnostics need, not a fixed count.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ ESCALATION = ((ESCALATED_ACCEPT, 0), (0.99, 2000))
 # 2,000 draws they met every threshold (experiments/README, "Other people's grids")
 SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
+# a chain this many times behind the fastest is stuck (sample, _stuck_chain); a stuck run samples
+# again from the next seed, at most this many times
+STUCK_RATIO = 10
+STUCK_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -204,8 +209,31 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     """Sample ``chains`` chains of ``tune`` + up to ``max_draws`` draws; with a ``target``,
     stop as soon as the draws so far meet it (:class:`Target`). Returns ``(idata, info)``:
     the posterior truncated to the shortest chain, and ``{"draws": per chain, "stopped":
-    "target" | "max_draws"}``. All chains run at once (``cores`` defaults to ``chains``):
-    chains queued behind others could not stop early."""
+    "target" | "max_draws" | "stuck"}``. All chains run at once (``cores`` defaults to
+    ``chains``): chains queued behind others could not stop early.
+
+    With a ``target``, a chain that falls :data:`STUCK_RATIO` times behind the others (its step
+    size collapsed in tuning, every draw a full tree: :func:`_stuck_chain`) stops the run,
+    which samples again from seed ``seed + 1``, once more at most; ``info["restarts"]`` lists
+    each abandoned seed and its chains' draws. If the last attempt sticks too, its draws so far
+    are returned (``stopped`` ``"stuck"``) and the diagnostics say what they are worth."""
+    restarts = []
+    for attempt in range(STUCK_RETRIES + 1):
+        idata, info = _sample_once(compiled, tune=tune, max_draws=max_draws, chains=chains,
+                                   seed=seed + attempt, target=target, progress=progress,
+                                   low_rank=low_rank, target_accept=target_accept, cores=cores)
+        if info["stopped"] != "stuck" or attempt == STUCK_RETRIES:
+            break
+        restarts.append({"seed": seed + attempt, "draws_per_chain": info["draws_per_chain"]})
+        print(f"a chain fell {STUCK_RATIO}x behind the others (draws per chain "
+              f"{info['draws_per_chain']}: its step size collapsed): sampling again from seed "
+              f"{seed + attempt + 1}", file=sys.stderr)
+    return idata, {**info, "restarts": restarts} if restarts else info
+
+
+def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, low_rank,
+                 target_accept, cores):
+    """One run of :func:`sample`'s chains at ``seed``."""
     import nutpie
 
     run = nutpie.sample(compiled, draws=max_draws, tune=tune, chains=chains,
@@ -223,9 +251,14 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
         try:
             with warnings.catch_warnings():  # arviz: "more chains than draws" early on
                 warnings.simplefilter("ignore")
-                so_far = _truncate(run.inspect())
+                raw = run.inspect()
+                so_far = _truncate(raw)
         except Exception:  # a trace caught between two batches: look again next time
             continue
+        if _stuck_chain(done := _draws_per_chain(raw), target):
+            idata = _truncate(run.abort())
+            return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "stuck",
+                           "draws_per_chain": [int(d) for d in done]}
         checked, k, suspects = _first_block_meeting(so_far, checked, target, suspects)
         if k:
             return run.abort().isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
@@ -234,6 +267,29 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     if k:
         return idata.isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
     return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "max_draws"}
+
+
+def _stuck_chain(done: np.ndarray, target: Target) -> bool:
+    """Whether one chain is stuck: the fastest has drawn what the ESS target needs at least
+    (``target.min_draws`` and two blocks more) and the slowest fewer than 1/:data:`STUCK_RATIO`
+    of it. Healthy chains of one fit differ by twice at most in their steps per draw; a chain
+    whose step size collapsed draws full trees (1,023 gradients a draw against 15: a
+    leave-group-out fit with ``--dense-depth`` had one chain at 197 draws, two hours to go,
+    when the other three had 2,000)."""
+    if len(done) < 2:
+        return False
+    return bool(done.max() >= target.min_draws + 2 * target.block
+                and done.min() * STUCK_RATIO < done.max())
+
+
+def _draws_per_chain(idata) -> np.ndarray:
+    """Each chain's finished draws in a trace nutpie pads with NaN."""
+    post = idata.posterior
+    if post.sizes.get("draw", 0) == 0:
+        return np.zeros(post.sizes.get("chain", 0), int)
+    var = next(iter(post.data_vars))
+    return np.isfinite(post[var].to_numpy().reshape(post.sizes["chain"], post.sizes["draw"], -1)
+                       ).all(axis=-1).sum(axis=1)
 
 
 def _first_block_meeting(idata, checked: int, target: Target, suspects=None
@@ -307,14 +363,9 @@ def _finished(run) -> bool:
 
 def _truncate(idata):
     """Every chain cut to the shortest one's finished draws (nutpie pads the rest with NaN)."""
-    post = idata.posterior
-    if post.sizes.get("draw", 0) == 0:
+    if idata.posterior.sizes.get("draw", 0) == 0:
         return idata
-    var = next(iter(post.data_vars))
-    done = np.isfinite(post[var].to_numpy().reshape(post.sizes["chain"], post.sizes["draw"], -1)
-                       ).all(axis=-1).sum(axis=1)
-    n = int(done.min())
-    return idata.isel(draw=slice(0, n))
+    return idata.isel(draw=slice(0, int(_draws_per_chain(idata).min())))
 
 
 def _meets(idata, target: Target) -> bool:
