@@ -57,9 +57,11 @@ ESCALATION = ((ESCALATED_ACCEPT, 0), (0.99, 2000))
 # 2,000 draws they met every threshold (experiments/README, "Other people's grids")
 SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
-# a chain this many times behind the fastest is stuck (sample, _stuck_chain); a stuck run samples
-# again from the next seed, at most this many times
-STUCK_RATIO = 10
+# a chain with fewer than 1/STUCK_RATIO of the draws when another has all of them (at least
+# STUCK_MIN_DRAWS) is stuck (sample, _stuck_chain); a stuck run samples again from the next
+# seed, at most STUCK_RETRIES times
+STUCK_RATIO = 5
+STUCK_MIN_DRAWS = 1000
 STUCK_RETRIES = 1
 
 
@@ -212,9 +214,10 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     "target" | "max_draws" | "stuck"}``. All chains run at once (``cores`` defaults to
     ``chains``): chains queued behind others could not stop early.
 
-    With a ``target``, a chain that falls :data:`STUCK_RATIO` times behind the others (its step
-    size collapsed in tuning, every draw a full tree: :func:`_stuck_chain`) stops the run,
-    which samples again from seed ``seed + 1``, once more at most; ``info["restarts"]`` lists
+    With a ``target``, a chain still :data:`STUCK_RATIO` times short of ``max_draws`` when
+    another chain has drawn them all (its step size collapsed in tuning, every draw a full
+    tree: :func:`_stuck_chain`) stops the run, which samples again from seed ``seed + 1``, once
+    more at most; ``info["restarts"]`` lists
     each abandoned seed and its chains' draws. If the last attempt sticks too, its draws so far
     are returned (``stopped`` ``"stuck"``) and the diagnostics say what they are worth."""
     restarts = []
@@ -225,8 +228,8 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
         if info["stopped"] != "stuck" or attempt == STUCK_RETRIES:
             break
         restarts.append({"seed": seed + attempt, "draws_per_chain": info["draws_per_chain"]})
-        print(f"a chain fell {STUCK_RATIO}x behind the others (draws per chain "
-              f"{info['draws_per_chain']}: its step size collapsed): sampling again from seed "
+        print(f"a chain is stuck (draws per chain {info['draws_per_chain']}, of "
+              f"{max_draws}: its step size collapsed): sampling again from seed "
               f"{seed + attempt + 1}", file=sys.stderr)
     return idata, {**info, "restarts": restarts} if restarts else info
 
@@ -255,7 +258,7 @@ def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, l
                 so_far = _truncate(raw)
         except Exception:  # a trace caught between two batches: look again next time
             continue
-        if _stuck_chain(done := _draws_per_chain(raw), target):
+        if _stuck_chain(done := _draws_per_chain(raw), max_draws):
             idata = _truncate(run.abort())
             return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "stuck",
                            "draws_per_chain": [int(d) for d in done]}
@@ -269,17 +272,17 @@ def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, l
     return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "max_draws"}
 
 
-def _stuck_chain(done: np.ndarray, target: Target) -> bool:
-    """Whether one chain is stuck: the fastest has drawn what the ESS target needs at least
-    (``target.min_draws`` and two blocks more) and the slowest fewer than 1/:data:`STUCK_RATIO`
-    of it. Healthy chains of one fit differ by twice at most in their steps per draw; a chain
-    whose step size collapsed draws full trees (1,023 gradients a draw against 15: a
-    leave-group-out fit with ``--dense-depth`` had one chain at 197 draws, two hours to go,
-    when the other three had 2,000)."""
-    if len(done) < 2:
+def _stuck_chain(done: np.ndarray, max_draws: int) -> bool:
+    """Whether one chain is stuck: another has drawn all ``max_draws`` (at least
+    :data:`STUCK_MIN_DRAWS`) while it has fewer than 1/:data:`STUCK_RATIO` of them. Healthy
+    chains of one fit differ by twice at most in their steps per draw; a chain whose step size
+    collapsed draws full trees (1,023 gradients a draw against 15: a leave-group-out fit with
+    ``--dense-depth`` had one chain at 197 draws, two hours to go, when the other three had
+    2,000). Waiting for a finished chain keeps a chain that the operating system merely ran
+    later, on a machine with fewer cores than chains, from counting as stuck."""
+    if len(done) < 2 or max_draws < STUCK_MIN_DRAWS:
         return False
-    return bool(done.max() >= target.min_draws + 2 * target.block
-                and done.min() * STUCK_RATIO < done.max())
+    return bool(done.max() >= max_draws and done.min() * STUCK_RATIO < max_draws)
 
 
 def _draws_per_chain(idata) -> np.ndarray:
