@@ -15,7 +15,6 @@ diagnostics need, not a fixed count.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -57,12 +56,6 @@ ESCALATION = ((ESCALATED_ACCEPT, 0), (0.99, 2000))
 # 2,000 draws they met every threshold (experiments/README, "Other people's grids")
 SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
-# a chain with fewer than 1/STUCK_RATIO of the draws when another has all of them (at least
-# STUCK_MIN_DRAWS) is stuck (sample, _stuck_chain); a stuck run samples again from the next
-# seed, at most STUCK_RETRIES times
-STUCK_RATIO = 5
-STUCK_MIN_DRAWS = 1000
-STUCK_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -211,32 +204,8 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     """Sample ``chains`` chains of ``tune`` + up to ``max_draws`` draws; with a ``target``,
     stop as soon as the draws so far meet it (:class:`Target`). Returns ``(idata, info)``:
     the posterior truncated to the shortest chain, and ``{"draws": per chain, "stopped":
-    "target" | "max_draws" | "stuck"}``. All chains run at once (``cores`` defaults to
-    ``chains``): chains queued behind others could not stop early.
-
-    With a ``target``, a chain still :data:`STUCK_RATIO` times short of ``max_draws`` when
-    another chain has drawn them all (its step size collapsed in tuning, every draw a full
-    tree: :func:`_stuck_chain`) stops the run, which samples again from seed ``seed + 1``, once
-    more at most; ``info["restarts"]`` lists
-    each abandoned seed and its chains' draws. If the last attempt sticks too, its draws so far
-    are returned (``stopped`` ``"stuck"``) and the diagnostics say what they are worth."""
-    restarts = []
-    for attempt in range(STUCK_RETRIES + 1):
-        idata, info = _sample_once(compiled, tune=tune, max_draws=max_draws, chains=chains,
-                                   seed=seed + attempt, target=target, progress=progress,
-                                   low_rank=low_rank, target_accept=target_accept, cores=cores)
-        if info["stopped"] != "stuck" or attempt == STUCK_RETRIES:
-            break
-        restarts.append({"seed": seed + attempt, "draws_per_chain": info["draws_per_chain"]})
-        print(f"a chain is stuck (draws per chain {info['draws_per_chain']}, of "
-              f"{max_draws}: its step size collapsed): sampling again from seed "
-              f"{seed + attempt + 1}", file=sys.stderr)
-    return idata, {**info, "restarts": restarts} if restarts else info
-
-
-def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, low_rank,
-                 target_accept, cores):
-    """One run of :func:`sample`'s chains at ``seed``."""
+    "target" | "max_draws"}``. All chains run at once (``cores`` defaults to ``chains``):
+    chains queued behind others could not stop early."""
     import nutpie
 
     run = nutpie.sample(compiled, draws=max_draws, tune=tune, chains=chains,
@@ -254,14 +223,9 @@ def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, l
         try:
             with warnings.catch_warnings():  # arviz: "more chains than draws" early on
                 warnings.simplefilter("ignore")
-                raw = run.inspect()
-                so_far = _truncate(raw)
+                so_far = _truncate(run.inspect())
         except Exception:  # a trace caught between two batches: look again next time
             continue
-        if _stuck_chain(done := _draws_per_chain(raw), max_draws):
-            idata = _truncate(run.abort())
-            return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "stuck",
-                           "draws_per_chain": [int(d) for d in done]}
         checked, k, suspects = _first_block_meeting(so_far, checked, target, suspects)
         if k:
             return run.abort().isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
@@ -270,29 +234,6 @@ def _sample_once(compiled, *, tune, max_draws, chains, seed, target, progress, l
     if k:
         return idata.isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
     return idata, {"draws": int(idata.posterior.sizes["draw"]), "stopped": "max_draws"}
-
-
-def _stuck_chain(done: np.ndarray, max_draws: int) -> bool:
-    """Whether one chain is stuck: another has drawn all ``max_draws`` (at least
-    :data:`STUCK_MIN_DRAWS`) while it has fewer than 1/:data:`STUCK_RATIO` of them. Healthy
-    chains of one fit differ by twice at most in their steps per draw; a chain whose step size
-    collapsed draws full trees (1,023 gradients a draw against 15: a leave-group-out fit with
-    ``--dense-depth`` had one chain at 197 draws, two hours to go, when the other three had
-    2,000). Waiting for a finished chain keeps a chain that the operating system merely ran
-    later, on a machine with fewer cores than chains, from counting as stuck."""
-    if len(done) < 2 or max_draws < STUCK_MIN_DRAWS:
-        return False
-    return bool(done.max() >= max_draws and done.min() * STUCK_RATIO < max_draws)
-
-
-def _draws_per_chain(idata) -> np.ndarray:
-    """Each chain's finished draws in a trace nutpie pads with NaN."""
-    post = idata.posterior
-    if post.sizes.get("draw", 0) == 0:
-        return np.zeros(post.sizes.get("chain", 0), int)
-    var = next(iter(post.data_vars))
-    return np.isfinite(post[var].to_numpy().reshape(post.sizes["chain"], post.sizes["draw"], -1)
-                       ).all(axis=-1).sum(axis=1)
 
 
 def _first_block_meeting(idata, checked: int, target: Target, suspects=None
@@ -366,9 +307,14 @@ def _finished(run) -> bool:
 
 def _truncate(idata):
     """Every chain cut to the shortest one's finished draws (nutpie pads the rest with NaN)."""
-    if idata.posterior.sizes.get("draw", 0) == 0:
+    post = idata.posterior
+    if post.sizes.get("draw", 0) == 0:
         return idata
-    return idata.isel(draw=slice(0, int(_draws_per_chain(idata).min())))
+    var = next(iter(post.data_vars))
+    done = np.isfinite(post[var].to_numpy().reshape(post.sizes["chain"], post.sizes["draw"], -1)
+                       ).all(axis=-1).sum(axis=1)
+    n = int(done.min())
+    return idata.isel(draw=slice(0, n))
 
 
 def _meets(idata, target: Target) -> bool:

@@ -63,63 +63,6 @@ def test_chains_that_finish_before_a_check_stop_at_the_same_block_as_if_checked(
     assert idata.posterior.sizes["draw"] == first
 
 
-def test_a_run_with_a_stuck_chain_samples_again_from_the_next_seed(monkeypatch, capsys):
-    """A chain far behind the others (its step size collapsed: every draw a full tree) would
-    hold the fit for hours; once another chain has all its draws, the run stops, says so, and
-    samples again from seed + 1, which the posterior records. A chain merely behind, or a run
-    whose chains are not done, is left alone."""
-    import nutpie
-
-    import bayes_prune.sampler as sampler_module
-
-    monkeypatch.setattr(sampler_module, "_CHECK_EVERY", 0.0)
-    rng = np.random.default_rng(5)
-    healthy = az.from_dict(posterior={"a": rng.normal(size=(4, 300, 3))})
-    stuck_x = rng.normal(size=(4, 1000, 3))
-    stuck_x[0, 20:] = np.nan  # chain 0 at 20 draws, the others done with 1,000
-    seeds = []
-
-    class Stuck:  # nutpie's background run, still going, one chain crawling
-        is_finished = False
-
-        def inspect(self):
-            return az.from_dict(posterior={"a": stuck_x})
-
-        def abort(self):
-            return az.from_dict(posterior={"a": stuck_x})
-
-    class Finished:
-        is_finished = True
-
-        def wait(self):
-            return healthy
-
-    def fake_sample(*a, seed, **k):
-        seeds.append(seed)
-        return Stuck() if seed == 7 else Finished()
-
-    monkeypatch.setattr(nutpie, "sample", fake_sample)
-    target = Target(ess=100.0, min_draws=50, block=50)
-    kw = {"tune": 0, "max_draws": 1000, "chains": 4, "target": target, "progress": False,
-          "low_rank": False, "target_accept": 0.8}
-    idata, info = sample(None, seed=7, **kw)
-    assert seeds == [7, 8]
-    assert info["restarts"] == [{"seed": 7, "draws_per_chain": [20, 1000, 1000, 1000]}]
-    assert info["stopped"] == "target" and idata.posterior.sizes["draw"] == info["draws"]
-    assert "a chain is stuck (draws per chain [20, 1000, 1000, 1000], of 1000" in \
-        capsys.readouterr().err
-    # stuck again at the next seed too: the draws so far, said to be stuck, no third attempt
-    seeds.clear()
-    monkeypatch.setattr(nutpie, "sample", lambda *a, seed, **k: seeds.append(seed) or Stuck())
-    idata, info = sample(None, seed=7, **kw)
-    assert seeds == [7, 8] and info["stopped"] == "stuck" and info["draws"] == 20
-    stuck = sampler_module._stuck_chain
-    assert stuck(np.array([0, 2000, 1990, 1980]), 2000)
-    assert not stuck(np.array([500, 2000, 1990, 1980]), 2000)  # behind, not stuck
-    assert not stuck(np.array([0, 1900, 1990, 1980]), 2000)  # no chain done yet
-    assert not stuck(np.array([0, 300, 300, 300]), 300)  # a budget too small to tell
-
-
 @pytest.mark.slow
 def test_fit_stops_at_the_ess_target_on_a_block_and_is_reproducible():
     from bayes_prune.fit import fit
