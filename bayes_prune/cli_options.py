@@ -80,7 +80,7 @@ def _add_variants(p) -> None:
 
 
 def _variants(args) -> dict:
-    return {**{k: False if args.paper_law else getattr(args, k)
+    return {**{k: getattr(args, k) and not args.paper_law
                for k in ("p_depends_on_n", "gamma_depends_on_n", "curved", "dense_depth")},
             "discrepancy": not args.no_discrepancy, "borrow_drift": args.borrow_drift,
             "ar1": args.ar1, "invariant_scatter": args.invariant_scatter,

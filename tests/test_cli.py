@@ -77,3 +77,25 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out and out.count("(true ") == 20
     assert (tmp_path / "grid.csv").is_file()
+
+
+def test_the_depth_term_options_reach_fit():
+    """The envelope's depth term is opt-in (--dense-depth; --no-dense-depth is the default
+    spelled out), --paper-law turns every variant off whatever else is asked, and evaluate
+    --posterior names a changed option as the user typed it."""
+    import argparse
+
+    from bayes_prune.cli_options import _add_budget, _add_variants, _changed_fit_options, _variants
+
+    p = argparse.ArgumentParser()
+    _add_budget(p)
+    _add_variants(p)
+    assert _variants(p.parse_args([]))["dense_depth"] is False
+    assert _variants(p.parse_args(["--dense-depth"]))["dense_depth"] is True
+    assert _variants(p.parse_args(["--no-dense-depth"]))["dense_depth"] is False
+    assert _variants(p.parse_args(["--paper-law", "--dense-depth"]))["dense_depth"] is False
+    assert _variants(p.parse_args(["--paper-law"]))["curved"] is False
+    assert _changed_fit_options(p.parse_args(["--no-dense-depth"])) == []
+    assert _changed_fit_options(p.parse_args(["--dense-depth", "--no-curved"])) == \
+        ["--no-curved", "--dense-depth"]
+    assert _changed_fit_options(p.parse_args([])) == []

@@ -516,24 +516,3 @@ def test_dense_depth_learns_that_deeper_networks_err_less_at_equal_weights():
             for d, post in fitted.items()}
     assert miss[True] < 0.5 * miss[False], miss
 
-
-def test_the_depth_term_options_reach_fit():
-    """The envelope's depth term is opt-in (--dense-depth; --no-dense-depth is the default
-    spelled out), --paper-law turns every variant off whatever else is asked, and evaluate
-    --posterior names a changed option as the user typed it."""
-    import argparse
-
-    from bayes_prune.cli_options import _add_budget, _add_variants, _changed_fit_options, _variants
-
-    p = argparse.ArgumentParser()
-    _add_budget(p)
-    _add_variants(p)
-    assert _variants(p.parse_args([]))["dense_depth"] is False
-    assert _variants(p.parse_args(["--dense-depth"]))["dense_depth"] is True
-    assert _variants(p.parse_args(["--no-dense-depth"]))["dense_depth"] is False
-    assert _variants(p.parse_args(["--paper-law", "--dense-depth"]))["dense_depth"] is False
-    assert _variants(p.parse_args(["--paper-law"]))["curved"] is False
-    assert _changed_fit_options(p.parse_args(["--no-dense-depth"])) == []
-    assert _changed_fit_options(p.parse_args(["--dense-depth", "--no-curved"])) == \
-        ["--no-curved", "--dense-depth"]
-    assert _changed_fit_options(p.parse_args([])) == []
