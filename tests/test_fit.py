@@ -515,4 +515,3 @@ def test_dense_depth_learns_that_deeper_networks_err_less_at_equal_weights():
     miss = {d: abs(np.median(np.log(post.predict_draws(dense.head(1)))) - measured)
             for d, post in fitted.items()}
     assert miss[True] < 0.5 * miss[False], miss
-
