@@ -24,8 +24,9 @@ log_p_centre    log p' - phi <log depth> - psi <log width> + (log eps_up - k_g) 
 phi, psi        exponents of depth and width in the invariant m* = l^phi w^psi d
 logit_eps_up    eps_up = e^k_g + (eps0 - e^k_g) sigmoid(logit_eps_up): the high plateau, between
                 the group's pivot error and random guessing
-log_dense       log of the envelope eps_tilde = a n^-alpha + b m^-beta + c_inf at the data's
-                centre (<log n>, <log m>): the level every configuration's dense error sets
+log_dense       log of the envelope eps_tilde = a n^-alpha + b m^-beta + c_inf at the group's
+                own centre (its mean log n and log m, :func:`dense_centres`): the level every
+                configuration's dense error sets
 logit_share_a   the shares of the three terms in it at the centre, w = softmax(0, za, zb)
 logit_share_b   for (c_inf, a n^-alpha, b m^-beta)
 log_slope_n     log of the local slope -d log eps_tilde / d log n = alpha w_a at the centre
@@ -67,7 +68,8 @@ from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
 __all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "ZETA", "CURVATURE", "Centres", "Layout", "curvature",
-           "dense_law", "group_anchors", "layout", "laws", "log_plateau", "pooling_cov"]
+           "dense_centres", "dense_law", "group_anchors", "layout", "laws", "log_plateau",
+           "pooling_cov"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
@@ -136,6 +138,19 @@ def group_anchors(points: pd.DataFrame) -> pd.DataFrame:
                                               "log_d_pivot"]].median().reset_index()
 
 
+def dense_centres(groups: pd.DataFrame, index) -> dict:
+    """The centres of the dense law (:func:`dense_law`'s ``log_n_centre`` and
+    ``log_params_centre``) of the groups at ``index`` (an int or an array) of ``groups``
+    (``Layout.groups``, or a posterior's): each group's own mean log n_train and log weight
+    count. About the grid's centre instead, a group trained at one n_train far from the other
+    groups' (renda2020's CIFAR-10 ResNets beside an ImageNet ResNet-50) has its dense level
+    there as an extrapolation along a slope its data cannot see: level and slope then move
+    together along a curved ridge, where the chains diverged (11 divergences at target
+    acceptance 0.99; none about its own centre)."""
+    return {"log_n_centre": np.asarray(groups["log_n_centre"])[index],
+            "log_params_centre": np.asarray(groups["log_params_centre"])[index]}
+
+
 def curvature(theta, centres: Centres, depth, width, xp=np):
     """The ``curved`` variant's term of log m*: ``phi2/2 (log l - <log l>)^2 + psi2/2 (log w -
     <log w>)^2``."""
@@ -187,9 +202,12 @@ def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
     return prune, dense_law(theta, centres, eps0, xp=xp)
 
 
-def dense_law(theta, centres: Centres, eps0, xp=np, depth=None, log_depth_centre=None
-              ) -> DenseLaw:
-    """The dense-error envelope of ``theta``'s draws. With :data:`ZETA` in ``theta`` and
+def dense_law(theta, centres: Centres, eps0, xp=np, depth=None, log_depth_centre=None,
+              log_n_centre=None, log_params_centre=None) -> DenseLaw:
+    """The dense-error envelope of ``theta``'s draws. ``log_dense`` and the local slopes are
+    the envelope's at ``(log_n_centre, log_params_centre)``: a fit's own groups' mean log
+    n_train and log weight count (:func:`dense_centres`), by default the grid's (a pair never
+    fitted, or a fit stored before groups had their own). With :data:`ZETA` in ``theta`` and
     ``depth`` given, a network's size in the envelope is its weight count times
     ``(depth / centre)^zeta`` (``log_depth_centre``: the group's mean log depth, by default the
     grid's), folded into ``log_b``, which then varies with depth: at equal weights, a deeper
@@ -199,13 +217,15 @@ def dense_law(theta, centres: Centres, eps0, xp=np, depth=None, log_depth_centre
     log_wa, log_wb = za - norm, zb - norm
     alpha = xp.exp(theta["log_slope_n"] - log_wa)
     beta = xp.exp(theta["log_slope_m"] - log_wb)
-    # log a = level + log w_a + alpha <log n>: a term the grid cannot inform (one n_train) may
+    # log a = level + log w_a + alpha <log n>: a term the group cannot inform (one n_train) may
     # have an alpha that puts a beyond a float's range, but a n^-alpha stays finite near the grid
-    log_b = level + log_wb + beta * centres.log_params
+    log_b = level + log_wb + beta * (centres.log_params if log_params_centre is None
+                                     else log_params_centre)
     if ZETA in theta and depth is not None:
         centre = centres.log_depth if log_depth_centre is None else log_depth_centre
         log_b = log_b - beta * theta[ZETA] * (xp.log(depth) - centre)
-    return DenseLaw(log_a=level + log_wa + alpha * centres.log_n, alpha=alpha,
+    n_centre = centres.log_n if log_n_centre is None else log_n_centre
+    return DenseLaw(log_a=level + log_wa + alpha * n_centre, alpha=alpha,
                     log_b=log_b, beta=beta, log_c_inf=level - norm, eta=eps0)
 
 
@@ -243,7 +263,8 @@ def layout(grid: pd.DataFrame) -> Layout:
                .agg(**{c: (c, "first") for c in CONFIG_KEY + ["params_total",
                                                               "params_prunable", "group_idx"]})
                .reset_index(drop=True))
-    for axis, name in (("n_train", "log_n_centre"), ("depth", "log_depth_centre")):
+    for axis, name in (("n_train", "log_n_centre"), ("depth", "log_depth_centre"),
+                       ("params_total", "log_params_centre")):
         groups[name] = (np.log(configs[axis].astype(float))
                         .groupby(configs["group_idx"]).mean().to_numpy())
     runs = (pts.groupby("run_idx", sort=True)

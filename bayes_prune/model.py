@@ -75,8 +75,9 @@ three terms in equal shares a priori (``logit_share`` sd 0.5). The two data-cent
 and one of small MLPs at 15 % start from priors of the same shape around their own data.
 
 What a grid cannot inform rests on its prior, in a form that cannot overflow: every axis
-enters centred on the grid's mean (``phi (log l - <log l>)``, ``alpha (log n - <log n>)``...),
-so a grid with one depth, one width or one n_train leaves ``phi``, ``psi`` or the envelope's
+enters centred on the grid's mean (``phi (log l - <log l>)``...; the dense law on each
+group's own, ``alpha (log n - <log n>_g)``, :func:`~bayes_prune.coords.dense_centres`), so a
+grid with one depth, one width or one n_train leaves ``phi``, ``psi`` or the envelope's
 n-term exactly at their prior, and a grid of a single configuration is Eq. 1 for that network
 with its dense error's level. The dense law's coefficients are carried as logs
 (:class:`~bayes_prune.law.DenseLaw`): ``a`` of a term the grid never varied may be far
@@ -100,6 +101,7 @@ from .coords import (
     KAPPA_GAMMA,
     ZETA,
     Layout,
+    dense_centres,
     dense_law,
     laws,
     pooling_cov,
@@ -276,9 +278,11 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
     leading draws axis for numpy: then the result is ``(draws, configs)``)."""
     cfg, g = lay.configs, lay.groups
     eps0, n = g["eps0"].to_numpy()[cfg["group_idx"].to_numpy()], cfg["n_train"].to_numpy(float)
+    cg = cfg["group_idx"].to_numpy()
     dense = dense_law(_theta_c(lay, theta, names), lay.centres, eps0, xp=xp,
                       depth=cfg["depth"].to_numpy(float),
-                      log_depth_centre=g["log_depth_centre"].to_numpy()[cfg["group_idx"].to_numpy()])
+                      log_depth_centre=g["log_depth_centre"].to_numpy()[cg],
+                      **dense_centres(g, cg))
     return log_dense_error(cfg["params_total"].to_numpy(float), n, dense, eps0, xp=xp)
 
 

@@ -41,7 +41,7 @@ import pandas as pd
 from . import coef_summary
 from .beyond import Beyond
 from .coef_summary import hdi
-from .coords import CURVATURE, ZETA, Centres, laws, pooling_cov
+from .coords import CURVATURE, ZETA, Centres, dense_centres, dense_law, laws, pooling_cov
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .predict import Group, each_chunk, row_codes
@@ -185,9 +185,10 @@ class Posterior:
 
     def _natural(self, theta: dict, arch: str, task: str) -> dict[str, np.ndarray]:
         eps0, _ = self._eps0_ntest(arch, task)
-        prune, dense = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
-                            log_err_pivot=self._pivot(arch, task),
-                            log_n_centre=self._centre("n", arch, task))
+        prune, _ = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
+                        log_err_pivot=self._pivot(arch, task),
+                        log_n_centre=self._centre("n", arch, task))
+        dense = dense_law(theta, self.centres, eps0, **self._dense_centres(arch, task))
         n = len(next(iter(theta.values())))
         out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
         out.update({k: np.broadcast_to(v, (n,)) for k, v in dense.as_dict().items()
@@ -237,6 +238,15 @@ class Posterior:
         if g is None or column not in self.groups:
             return getattr(self.centres, f"log_{axis}")
         return float(self.groups[column][g])
+
+    def _dense_centres(self, arch: str, task: str) -> dict:
+        """Where the group's dense law is centred (:func:`~bayes_prune.coords.dense_centres`):
+        its own mean log n_train and weight count; the grid's (no arguments) for a pair never
+        fitted or a fit stored before the dense law was centred on each group."""
+        g = self._group_index.get((arch, task))
+        if g is None or self.meta["settings"].get("dense_centre") != "group":
+            return {}
+        return {k: float(v) for k, v in dense_centres(self.groups, g).items()}
 
     def _eps0_ntest(self, arch: str, task: str) -> tuple[float, float]:
         g = self._group_index.get((arch, task))
@@ -291,7 +301,8 @@ class Posterior:
                 eps0, n_test, self._pivot(arch, task), self._centre("n", arch, task),
                 # the drift rates: one per draw, shared by every chunk of the group
                 self.beyond.drift_rates(f"{arch}/{task}", np.random.default_rng([seed, g, 2])),
-                f"{arch}/{task}", self._centre("depth", arch, task))
+                f"{arch}/{task}", self._centre("depth", arch, task),
+                self._dense_centres(arch, task))
         each_chunk(self, rows, self._params(rows), groups, band, seed, fn, discrepancy)
 
     def summary(self, rows: pd.DataFrame, level: float = 0.9, band: str = "expected",

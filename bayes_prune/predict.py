@@ -45,6 +45,7 @@ class Group(NamedTuple):
     drift: dict | None
     name: str
     depth_centre: float | None = None  # its mean log depth, about which zeta acts
+    dense_centres: dict | None = None  # where its dense law is centred (coords.dense_centres)
 
 
 # the uniform at which kernels.normals turns positive (its uniforms are moved half a step inward)
@@ -81,11 +82,12 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
         trained = np.array([post._config_index.get(k[:-1], -1) for k in uniq])
         spread = post.beyond.discrepancy_var(grp.name, uniq, grp.drift) if discrepancy \
             else None
+        centred = {k: np.float32(v) for k, v in (grp.dense_centres or {}).items()}
         if ZETA in theta:  # the dense law's size depends on depth: a law per configuration
             dense = functools.partial(dense_law, theta, post.centres, np.float32(grp.eps0),
-                                      log_depth_centre=np.float32(grp.depth_centre))
+                                      log_depth_centre=np.float32(grp.depth_centre), **centred)
         else:
-            dense = dense_law(theta, post.centres, np.float32(grp.eps0))
+            dense = dense_law(theta, post.centres, np.float32(grp.eps0), **centred)
         log_np = dense_draws(post, uniq, trained, dense, grp.eps0, tau, spread, rng, fused)
         shift, at = None, np.full(len(uniq), -1)
         if spread is not None:  # the invariant's discrepancy, beyond the grid only

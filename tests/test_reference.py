@@ -362,3 +362,41 @@ def test_a_task_no_reference_grid_holds_gets_a_band_that_holds():
                                            "digits_cnn_extrapolation.csv"))
     assert row["coverage_90"] >= 0.85
     assert 0.3 <= row["coverage_50"] <= row["coverage_90"]
+
+
+def test_queries_evaluate_the_dense_law_the_fit_sampled(post, monkeypatch):
+    """Each group's dense law is centred on its own mean log n_train and weight count
+    (coords.dense_centres): the law a query evaluates for the group, and the one ``natural``
+    reports, are the fit's, draw for draw (a query about the grid's centre instead would be
+    off by a slope times the distance between the centres)."""
+    from bayes_prune import predict
+    from bayes_prune.coords import layout
+    from bayes_prune.grid import validate
+    from bayes_prune.law import DenseLaw, log_dense_error
+    from bayes_prune.model import _dense_law_c
+
+    lay = layout(validate(reference.read_grid()))
+    assert post.meta["settings"]["dense_centre"] == "group"
+    fit_law = _dense_law_c(lay, post.draws["theta"].astype(float), post.coefs, xp=np)
+    seen = {}
+    original = predict.dense_draws
+
+    def spy(p, uniq, trained, dense, eps0, *args, **kwargs):
+        seen[uniq[0][:2]] = dense  # (task, arch) -> the law the query evaluated
+        return original(p, uniq, trained, dense, eps0, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "dense_draws", spy)
+    cfg = lay.configs
+    for g, group in lay.groups.iterrows():
+        c = cfg[cfg["group_idx"] == g]
+        rows = c[["arch", "task", "depth", "width", "n_train"]].assign(density=1.0)
+        post.predict_draws(rows)
+        nat = post.natural(group["arch"], group["task"])
+        spied = seen[group["task"], group["arch"]]
+        for law in (DenseLaw(*(np.asarray(getattr(spied, f), float) for f in
+                               ("log_a", "alpha", "log_b", "beta", "log_c_inf", "eta"))),
+                    DenseLaw.of(*(nat[k] for k in ("a", "alpha", "b", "beta", "c_inf")),
+                                group["eps0"])):
+            got = log_dense_error(c["params_total"].to_numpy(float)[:, None],
+                                  c["n_train"].to_numpy(float)[:, None], law, group["eps0"])
+            np.testing.assert_allclose(got.T, fit_law[:, c.index], atol=1e-4)
