@@ -73,16 +73,36 @@ def _sampler(name: str) -> str:
 
 def diagnose(idata) -> dict:
     """R-hat, bulk and tail ESS over every sampled variable, and the divergence count, with
-    ``ok`` telling whether all meet :data:`THRESHOLDS`."""
+    ``ok`` telling whether all meet :data:`THRESHOLDS`; when R-hat does not, ``worst`` names
+    the scalar with the largest (:func:`_worst`)."""
     post = idata.posterior[[v for v in _KEEP if v in idata.posterior]]
-    rhat = float(az.rhat(post).to_array().max())
+    rhats = az.rhat(post)
+    rhat = float(rhats.to_array().max())
     bulk = float(az.ess(post, method="bulk").to_array().min())
     tail = float(az.ess(post, method="tail").to_array().min())
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     out = {"max_rhat": rhat, "min_ess_bulk": bulk, "min_ess_tail": tail, "divergences": div}
     out["ok"] = bool(rhat <= THRESHOLDS["max_rhat"] and bulk >= THRESHOLDS["min_ess_bulk"]
                      and tail >= THRESHOLDS["min_ess_tail"] and div <= THRESHOLDS["divergences"])
+    if rhat > THRESHOLDS["max_rhat"]:
+        out["worst"] = _worst(post, rhats)
     return out
+
+
+def _worst(post, rhats) -> dict:
+    """The scalar of ``post`` with the largest R-hat (of ``rhats``): its name with its
+    coordinates (``theta[cnn/fashion-mnist, log_gamma]``), its R-hat and each chain's median.
+    Chains whose medians lie apart say the posterior has more than one mode (or a chain has
+    not left its start), which more draws do not fix."""
+    name = max(rhats.data_vars, key=lambda v: float(rhats[v].max()))
+    r = rhats[name]
+    at = np.unravel_index(int(np.nanargmax(r.to_numpy())), r.shape)
+    where = {d: r[d].to_numpy()[i] for d, i in zip(r.dims, at, strict=True)}
+    label = name + (f"[{', '.join(str(v) for v in where.values())}]" if where else "")
+    x = post[name].sel(where)
+    return {"variable": label, "rhat": float(r.to_numpy()[at]),
+            "chain_medians": [round(float(m), 4) for m in x.median("draw").to_numpy()],
+            "within_chain_sd": round(float(np.sqrt(x.var("draw").mean())), 4)}
 
 
 def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
@@ -232,10 +252,25 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         msg = ("SAMPLER DIAGNOSTICS FAILED: " + ", ".join(
             f"{k}={diagnostics[k]:.4g}" for k in THRESHOLDS)
             + " (want max_rhat <= 1.01, ESS >= 400, 0 divergences); treat this posterior "
-              "with caution, or refit with more draws/tune")
+              "with caution, or refit with more draws/tune" + _worst_text(diagnostics))
         warnings.warn(msg, stacklevel=2)
         print(f"WARNING: {msg}", file=sys.stderr)
     return Posterior.from_inference_data(keep)
+
+
+def _worst_text(diagnostics: dict) -> str:
+    """What the failure message says of the worst-mixed scalar (:func:`_worst`), if any."""
+    worst = diagnostics.get("worst")
+    if not worst:
+        return ""
+    medians = worst["chain_medians"]
+    apart = max(medians) - min(medians) > 2 * worst["within_chain_sd"]
+    return (f". Worst mixed: {worst['variable']}, R-hat {worst['rhat']:.3f}, chain medians "
+            + ", ".join(f"{m:.3g}" for m in medians)
+            + ("; chain medians this far apart point to more than one mode, which more "
+               "draws or tuning do not fix: this posterior's bands mix the modes in whatever "
+               "share its chains happened to find" if apart else
+               "; the chains overlap but move slowly: more draws (--draws) may be enough"))
 
 
 def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, low_rank,

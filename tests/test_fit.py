@@ -515,3 +515,28 @@ def test_dense_depth_learns_that_deeper_networks_err_less_at_equal_weights():
     miss = {d: abs(np.median(np.log(post.predict_draws(dense.head(1)))) - measured)
             for d, post in fitted.items()}
     assert miss[True] < 0.5 * miss[False], miss
+
+
+def test_failed_diagnostics_name_the_worst_mixed_scalar_and_whether_chains_sit_apart():
+    """R-hat above 1.01 names its scalar, with each chain's median: one chain in a second mode
+    is told from chains that overlap but mix slowly (more draws help only the second)."""
+    import arviz as az
+
+    from bayes_prune.fit import _worst_text, diagnose
+
+    rng = np.random.default_rng(0)
+    texts = []
+    for shift in (3.0, 0.3):
+        theta = rng.normal(size=(4, 300, 2, 3))
+        theta[3, :, 1, 0] += shift  # one chain of one group's log_gamma elsewhere
+        idata = az.from_dict(posterior={"theta": theta, "sigma": rng.normal(size=(4, 300, 2))},
+                             coords={"group": ["a/x", "b/y"], "coef": ["log_gamma", "phi", "psi"]},
+                             dims={"theta": ["group", "coef"], "sigma": ["group"]},
+                             sample_stats={"diverging": np.zeros((4, 300), bool)})
+        d = diagnose(idata)
+        assert not d["ok"] and d["worst"]["variable"] == "theta[b/y, log_gamma]"
+        assert d["worst"]["chain_medians"][3] == pytest.approx(shift, abs=0.25)
+        json.dumps(d)  # stored in the posterior file's metadata
+        texts.append(_worst_text(d))
+    assert "more than one mode" in texts[0] and "more draws" in texts[1]
+    assert "more than one mode" not in texts[1]
