@@ -68,8 +68,8 @@ from .grid import CONFIG_KEY, GROUP_KEY, random_errors, run_key
 from .law import DenseLaw, PruneLaw
 
 __all__ = ["COEFS", "KAPPA", "KAPPA_GAMMA", "ZETA", "CURVATURE", "Centres", "Layout", "curvature",
-           "dense_centres", "dense_law", "group_anchors", "layout", "laws", "log_plateau",
-           "pooling_cov"]
+           "dense_centres", "dense_law", "group_anchors", "layout", "log_plateau", "pooling_cov",
+           "prune_law"]
 
 COEFS = ("log_gamma", "log_p_centre", "phi", "psi", "logit_eps_up", "log_dense",
          "logit_share_a", "logit_share_b", "log_slope_n", "log_slope_m")
@@ -168,10 +168,11 @@ def log_plateau(theta, eps0, pivot, xp=np):
                         - xp.logaddexp(0.0, -theta["logit_eps_up"]))
 
 
-def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
-         log_err_pivot=None, log_n_centre=None, xp=np) -> tuple[PruneLaw, DenseLaw]:
+def prune_law(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
+              log_err_pivot=None, log_n_centre=None, xp=np) -> PruneLaw:
     """Map the coefficients (a mapping from :data:`COEFS` names to arrays that broadcast) to the
-    law's containers. ``n_train`` is needed only when ``theta`` has :data:`KAPPA` or
+    joint pruning law (the dense law is :func:`dense_law`'s, centred where the group's fit
+    centred it). ``n_train`` is needed only when ``theta`` has :data:`KAPPA` or
     :data:`KAPPA_GAMMA`; ``depth`` and ``width`` only with :data:`CURVATURE` (without them,
     the grid's centre). The curvature is folded into ``p_prime``, which then varies with depth
     and width: the law depends on ``log m* - log p'`` only. ``log_err_pivot`` is the group's
@@ -197,9 +198,8 @@ def laws(theta, centres: Centres, eps0, n_train=None, depth=None, width=None,
         log_p = log_p + theta[KAPPA] * dn
     if CURVATURE[0] in theta and depth is not None:
         log_p = log_p - curvature(theta, centres, depth, width, xp=xp)
-    prune = PruneLaw(gamma=gamma, p_prime=xp.exp(log_p), eps_up=xp.exp(log_eps_up), phi=phi,
-                     psi=psi)
-    return prune, dense_law(theta, centres, eps0, xp=xp)
+    return PruneLaw(gamma=gamma, p_prime=xp.exp(log_p), eps_up=xp.exp(log_eps_up), phi=phi,
+                    psi=psi)
 
 
 def dense_law(theta, centres: Centres, eps0, xp=np, depth=None, log_depth_centre=None,

@@ -5,7 +5,7 @@ elementwise numpy: the law's coefficients per row and draw (the variants make ``
 ``p'`` depend on the row), the invariant, Eq. 1. Each numpy step reads and writes a
 (rows x draws) array; XLA fuses the whole expression into one loop that reads its inputs once,
 writes its output once and evaluates ``exp`` and ``log`` on SIMD lanes. The numbers are
-numpy's (:func:`bayes_prune.coords.laws`, :func:`bayes_prune.law.log_eq1`; a test compares
+numpy's (:func:`bayes_prune.coords.prune_law`, :func:`bayes_prune.law.log_eq1`; a test compares
 them) to float32 rounding.
 
 Why JAX and not numba: the same fused loop compiled by numba (``fastmath``, float32) calls the

@@ -103,8 +103,8 @@ from .coords import (
     Layout,
     dense_centres,
     dense_law,
-    laws,
     pooling_cov,
+    prune_law,
 )
 from .errors import UserError
 from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error, log_invariant
@@ -265,11 +265,11 @@ def _prune_law_c(lay: Layout, theta, names) -> PruneLaw:
     width, never with a point's density."""
     cfg, g = lay.configs, lay.groups
     cg = cfg["group_idx"].to_numpy()
-    prune, _ = laws(_theta_c(lay, theta, names), lay.centres, g["eps0"].to_numpy()[cg],
-                    n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
-                    width=cfg["width"].to_numpy(float),
-                    log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
-                    log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=pt)
+    prune = prune_law(_theta_c(lay, theta, names), lay.centres, g["eps0"].to_numpy()[cg],
+                      n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
+                      width=cfg["width"].to_numpy(float),
+                      log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
+                      log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=pt)
     return prune
 
 
@@ -277,8 +277,8 @@ def _dense_law_c(lay: Layout, theta, names, xp=pt):
     """Log dense law of every configuration, ``theta`` being ``(groups, coefs)`` (or with a
     leading draws axis for numpy: then the result is ``(draws, configs)``)."""
     cfg, g = lay.configs, lay.groups
-    eps0, n = g["eps0"].to_numpy()[cfg["group_idx"].to_numpy()], cfg["n_train"].to_numpy(float)
     cg = cfg["group_idx"].to_numpy()
+    eps0, n = g["eps0"].to_numpy()[cg], cfg["n_train"].to_numpy(float)
     dense = dense_law(_theta_c(lay, theta, names), lay.centres, eps0, xp=xp,
                       depth=cfg["depth"].to_numpy(float),
                       log_depth_centre=g["log_depth_centre"].to_numpy()[cg],
@@ -353,7 +353,7 @@ def prior_predictive(lay: Layout, priors: Priors, draws: int = 1000, seed: int =
         p = pts[pts["group_idx"] == g]
         z = mean + sd[g] * rng.standard_normal((draws, len(names)))
         theta = {n: z[:, i, None] for i, n in enumerate(names)}
-        prune, _ = laws(theta, lay.centres, row["eps0"], log_err_pivot=row["log_err_pivot"])
+        prune = prune_law(theta, lay.centres, row["eps0"], log_err_pivot=row["log_err_pivot"])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             mu = log_error(p["density"].to_numpy(), p["depth"].to_numpy(float),
                            p["width"].to_numpy(float), np.exp(log_np[p.index]), prune)

@@ -41,7 +41,7 @@ import pandas as pd
 from . import coef_summary
 from .beyond import Beyond
 from .coef_summary import hdi
-from .coords import CURVATURE, ZETA, Centres, dense_centres, dense_law, laws, pooling_cov
+from .coords import CURVATURE, ZETA, Centres, dense_centres, dense_law, pooling_cov, prune_law
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .predict import Group, each_chunk, row_codes
@@ -185,9 +185,9 @@ class Posterior:
 
     def _natural(self, theta: dict, arch: str, task: str) -> dict[str, np.ndarray]:
         eps0, _ = self._eps0_ntest(arch, task)
-        prune, _ = laws(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
-                        log_err_pivot=self._pivot(arch, task),
-                        log_n_centre=self._centre("n", arch, task))
+        prune = prune_law(theta, self.centres, eps0, n_train=np.exp(self.centres.log_n),
+                          log_err_pivot=self._pivot(arch, task),
+                          log_n_centre=self._centre("n", arch, task))
         dense = dense_law(theta, self.centres, eps0, **self._dense_centres(arch, task))
         n = len(next(iter(theta.values())))
         out = {k: np.broadcast_to(v, (n,)) for k, v in prune.as_dict().items()}
@@ -231,7 +231,7 @@ class Posterior:
 
     def _centre(self, axis: str, arch: str, task: str) -> float:
         """The group's mean log ``axis`` (``n``: about which the n_train variants act,
-        :func:`~bayes_prune.coords.laws`; ``depth``: about which the dense law's ``zeta`` acts,
+        :func:`~bayes_prune.coords.prune_law`; ``depth``: about which the dense law's ``zeta`` acts,
         :func:`~bayes_prune.coords.dense_law`); the grid's for a pair never fitted or a fit
         stored before groups had their own."""
         g, column = self._group_index.get((arch, task)), f"log_{axis}_centre"

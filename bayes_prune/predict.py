@@ -21,7 +21,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import kernels
-from .coords import ZETA, dense_law, laws
+from .coords import ZETA, dense_law, prune_law
 from .errors import UserError
 from .grid import CONFIG_KEY
 from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
@@ -120,9 +120,9 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
                 return fn(i, np.minimum(out, 1.0))
             log_eps = out
         else:
-            prune, _ = laws(theta, post.centres, np.float32(grp.eps0), n_train=col["n_train"],
-                            depth=col["depth"], width=col["width"], log_err_pivot=grp.pivot,
-                            log_n_centre=np.float32(grp.n_centre))
+            prune = prune_law(theta, post.centres, np.float32(grp.eps0), n_train=col["n_train"],
+                              depth=col["depth"], width=col["width"], log_err_pivot=grp.pivot,
+                              log_n_centre=np.float32(grp.n_centre))
             log_m = log_invariant(col["density"], col["depth"], col["width"], prune.phi,
                                   prune.psi)
             if shift is not None:

@@ -98,7 +98,7 @@ def test_numpy_and_pytensor_evaluate_the_same_code():
 
 
 def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
-    from bayes_prune.coords import Centres, laws
+    from bayes_prune.coords import Centres, prune_law
 
     c = Centres(log_depth=np.log(2.0), log_width=np.log(32.0), log_n=np.log(2000.0),
                 log_params=np.log(1e4), log_err_pivot=np.log(0.3))
@@ -107,13 +107,13 @@ def test_variant_coefficients_are_zero_at_the_paper_law_and_centre():
             "log_slope_n": -1.5, "log_slope_m": -2.0}
     depth, width, n = np.array([1.0, 2.0, 8.0]), np.array([8.0, 32.0, 256.0]), np.array(
         [500.0, 2000.0, 8000.0])
-    p0, _ = laws(base, c, 0.9)
-    flat, _ = laws({**base, "kappa_gamma_n": 0.0, "phi2": 0.0, "psi2": 0.0}, c, 0.9,
-                   n_train=n, depth=depth, width=width)
+    p0 = prune_law(base, c, 0.9)
+    flat = prune_law({**base, "kappa_gamma_n": 0.0, "phi2": 0.0, "psi2": 0.0}, c, 0.9,
+                     n_train=n, depth=depth, width=width)
     np.testing.assert_allclose(flat.p_prime, p0.p_prime)
     np.testing.assert_allclose(flat.gamma, p0.gamma)
-    bent, _ = laws({**base, "kappa_gamma_n": 0.4, "phi2": 0.3, "psi2": 0.2}, c, 0.9,
-                   n_train=n, depth=depth, width=width)
+    bent = prune_law({**base, "kappa_gamma_n": 0.4, "phi2": 0.3, "psi2": 0.2}, c, 0.9,
+                     n_train=n, depth=depth, width=width)
     # at the centre (depth 2, width 32, n 2000) nothing changes; away from it p' falls as
     # the curvature lifts log m*, and gamma follows n
     assert bent.gamma[1] == pytest.approx(float(p0.gamma))
