@@ -252,7 +252,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         msg = ("SAMPLER DIAGNOSTICS FAILED: " + ", ".join(
             f"{k}={diagnostics[k]:.4g}" for k in THRESHOLDS)
             + " (want max_rhat <= 1.01, ESS >= 400, 0 divergences); treat this posterior "
-              "with caution, or refit with more draws/tune" + _worst_text(diagnostics))
+              "with caution" + (_worst_text(diagnostics) or ", or refit with more draws/tune"))
         warnings.warn(msg, stacklevel=2)
         print(f"WARNING: {msg}", file=sys.stderr)
     return Posterior.from_inference_data(keep)
