@@ -1,7 +1,6 @@
 """Several `grid run` on one store, and workers that die with their driver."""
 
 import os
-import random
 import re
 import signal
 import sqlite3
@@ -120,11 +119,11 @@ SLOW_SPEC = SPEC.replace("steps = 150", "steps = 400").replace("widths = [8, 16,
 def test_workers_die_with_their_driver(tmp_path):
     spec = tmp_path / "g.toml"
     spec.write_text(SLOW_SPEC)
-    rng = random.Random(0)
-    for trial in range(10):
+    # killed while the workers spawn (the first second or two), or while they train
+    for trial, wait in enumerate((0.2, 0.7, 1.3, 2.2, 3.5, 6.0)):
         store = tmp_path / f"s{trial}.sqlite"
         driver = _grid_run(spec, store, "--workers", "2", "--no-batch")
-        time.sleep(rng.uniform(0.2, 6.0))  # while the workers spawn, or while they train
+        time.sleep(wait)
         killed = time.time()
         os.killpg(driver.pid, 0)
         driver.kill()  # the driver only, as an out-of-memory killer would
