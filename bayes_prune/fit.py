@@ -217,6 +217,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                                         if log_likelihood else {}))
     diagnostics = diagnose(keep) if method == "nuts" else \
         {"pareto_k": pareto_k, "ok": bool(pareto_k <= 0.7)}
+    stacked = None
+    if not diagnostics["ok"] and "worst" in diagnostics and not ar1:
+        keep, diagnostics, stacked = _stack_modes(idata, model, keep, diagnostics)
     meta = {
         "format": FORMAT,
         "settings": {"method": method, "sampler": which, "backend": backend,
@@ -230,7 +233,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                      "ar1": ar1, "runs_mode": runs_mode,
                      "invariant_scatter": invariant_scatter,
                      "coefs": names, "dense_centre": "group",
-                     "seconds": round(seconds, 2)},
+                     "seconds": round(seconds, 2), "stacked": stacked},
         "priors": priors.to_dict(),
         "diagnostics": diagnostics,
         "provenance": {"source": source, "points": int(len(grid)),
@@ -248,11 +251,14 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         print(f"APPROXIMATE posterior ({method}): Pareto k {pareto_k:.2f} "
               f"({'<= 0.7' if diagnostics['ok'] else '> 0.7: do not trust its bands'})",
               file=sys.stderr)
-    elif not diagnostics["ok"]:
+    if stacked and stacked["keep"]:
+        print("NOTE: " + _stacked_text(stacked, diagnostics), file=sys.stderr)
+    if method == "nuts" and not diagnostics["ok"]:
         msg = ("SAMPLER DIAGNOSTICS FAILED: " + ", ".join(
             f"{k}={diagnostics[k]:.4g}" for k in THRESHOLDS)
             + " (want max_rhat <= 1.01, ESS >= 400, 0 divergences); treat this posterior "
-              "with caution" + (_worst_text(diagnostics) or ", or refit with more draws/tune"))
+              "with caution" + (_worst_text(diagnostics) or ", or refit with more draws/tune")
+            + (f"; {_stacked_text(stacked, diagnostics)}" if stacked else ""))
         warnings.warn(msg, stacklevel=2)
         print(f"WARNING: {msg}", file=sys.stderr)
     return Posterior.from_inference_data(keep)
@@ -271,6 +277,52 @@ def _worst_text(diagnostics: dict) -> str:
                "draws or tuning do not fix: this posterior's bands mix the modes in whatever "
                "share its chains happened to find" if apart else
                "; the chains overlap but move slowly: more draws (--draws) may be enough"))
+
+
+def _stack_modes(idata, model, keep, diagnostics):
+    """When the chains sit in more than one mode (:mod:`bayes_prune.stacking`), weigh the modes
+    by their leave-one-out predictive density; if one mode takes (almost) all the weight, the
+    posterior ``keep`` is its chains alone, with their diagnostics. Returns ``(keep,
+    diagnostics, stacked)``, ``stacked`` the modes and weights (``None``: one mode)."""
+    import pymc as pm
+
+    from .stacking import modes, stack
+
+    worst = diagnostics["worst"]
+    if len(modes(worst["chain_medians"], worst["within_chain_sd"])) < 2:
+        return keep, diagnostics, None
+    if "log_likelihood" not in idata:
+        for rv in model.free_RVs:  # as for --loo: the run latents' initval blocks the rewrite
+            model.set_initval(rv, None)
+        ll = pm.compute_log_likelihood(idata, model=model, progressbar=False,
+                                       extend_inferencedata=False)
+        idata = az.InferenceData(posterior=keep.posterior, log_likelihood=ll)
+    stacked = stack(idata, worst)
+    if stacked is None or stacked["keep"] is None:
+        return keep, diagnostics, stacked
+    kept = keep.isel(chain=stacked["keep"])
+    after = diagnose(kept)
+    stacked["all_chains"] = {k: diagnostics[k] for k in (*THRESHOLDS, "worst")}
+    return kept, after, stacked
+
+
+def _stacked_text(stacked: dict, diagnostics: dict) -> str:
+    """What fit prints of the modes its chains found and their stacking weights."""
+    parts = ", ".join(f"chains {'+'.join(map(str, m))}: weight {w:.3f}, elpd_loo {e:.1f}"
+                      + (f" (difference se {se:.1f})" if se else "")
+                      for m, w, e, se in zip(stacked["modes"], stacked["weights"],
+                                             stacked["elpd_loo"], stacked["diff_se"],
+                                             strict=True))
+    if not stacked["keep"]:
+        return (f"the chains' modes, stacked by leave-one-out predictive density: {parts}; "
+                "no mode predicts clearly better, so every chain is kept")
+    worst = stacked["all_chains"]["worst"]
+    return (f"the chains sat in {len(stacked['modes'])} modes of {worst['variable']} "
+            f"(R-hat {worst['rhat']:.3f} over all chains); stacked by their leave-one-out "
+            f"predictive density ({parts}), the posterior is chains "
+            f"{'+'.join(map(str, stacked['keep']))} alone: max R-hat "
+            f"{diagnostics['max_rhat']:.4f}, bulk / tail ESS {diagnostics['min_ess_bulk']:.0f} / "
+            f"{diagnostics['min_ess_tail']:.0f}, {diagnostics['divergences']} divergences")
 
 
 def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, low_rank,
