@@ -317,8 +317,10 @@ def _stacked_text(stacked: dict, diagnostics: dict) -> str:
         return (f"the chains' modes, stacked by leave-one-out predictive density: {parts}; "
                 "no mode predicts clearly better, so every chain is kept")
     worst = stacked["all_chains"]["worst"]
+    every = stacked["all_chains"]
     return (f"the chains sat in {len(stacked['modes'])} modes of {worst['variable']} "
-            f"(R-hat {worst['rhat']:.3f} over all chains); stacked by their leave-one-out "
+            f"(over all chains R-hat {worst['rhat']:.3f}, {every['divergences']} "
+            "divergences); stacked by their leave-one-out "
             f"predictive density ({parts}), the posterior is chains "
             f"{'+'.join(map(str, stacked['keep']))} alone: max R-hat "
             f"{diagnostics['max_rhat']:.4f}, bulk / tail ESS {diagnostics['min_ess_bulk']:.0f} / "

@@ -16,14 +16,14 @@ message tells a second mode from slow mixing.
 
 What ``fit`` does with the weights (:func:`bayes_prune.fit.fit`): when one mode's weight is at
 least :data:`KEEP_WEIGHT` and its elpd_loo exceeds every other mode's by more than
-:data:`MIN_ELPD_DIFF` and by more than :data:`DIFF_SE` standard errors of the difference
-(the usual reading of a LOO comparison: below that the modes predict alike, and weights near 0
-or 1 between near-equal predictions are noise), the posterior is that mode's chains alone and
-its diagnostics are theirs; otherwise every chain is kept, the failure stands, and the weights
-are reported. On the grid that motivated it, the Fashion CNN grid fitted alone, the two modes
-of gamma weigh 0.40 / 0.60 (elpd_loo 1830.3 / 1840.8, difference 1.0 standard error): both
-predict part of the data, so both are kept (experiments/README, "The Fashion CNN grid
-alone").
+:data:`MIN_ELPD_DIFF` and by more than :data:`DIFF_SE` standard errors of the difference (the
+usual reading of a LOO comparison: below that the modes predict alike, and weights near 0 or 1
+between near-equal predictions are noise), and the mode holds at least two chains (R-hat needs
+two), the posterior is that mode's chains alone and its diagnostics are theirs; otherwise every
+chain is kept, the failure stands, and the weights are reported. On the grid that motivated it,
+the Fashion CNN grid fitted alone, the two modes of gamma weigh 0.40 / 0.60 (elpd_loo 1830.3 /
+1840.8, difference 1.0 standard error): both predict part of the data, so both are kept
+(experiments/README, "The Fashion CNN grid alone").
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def stack(idata, worst: dict) -> dict | None:
     diff = lpd[best] - lpd
     se = np.sqrt(diff.shape[1]) * diff.std(axis=1)
     gap = np.delete(diff.sum(axis=1), best)
-    clear = bool(w[best] >= KEEP_WEIGHT and np.all(gap > MIN_ELPD_DIFF)
+    clear = bool(len(groups[best]) >= 2 and w[best] >= KEEP_WEIGHT
+                 and np.all(gap > MIN_ELPD_DIFF)
                  and np.all(gap > DIFF_SE * np.delete(se, best)))
     return {"modes": groups, "weights": [round(float(x), 4) for x in w],
             "elpd_loo": [round(float(x), 2) for x in lpd.sum(axis=1)],

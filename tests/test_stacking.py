@@ -62,6 +62,16 @@ def test_a_mode_that_predicts_worse_is_dropped_and_the_rest_is_diagnosed_alone()
     assert "chains 0+2 alone" in text and "R-hat" in text
 
 
+def test_a_lone_chain_is_never_the_posterior():
+    """Of two chains, the better one alone would leave no R-hat: both are kept."""
+    y = np.random.default_rng(0).normal(0.0, 1.0, 200)
+    model, trace = _two_modes(y, [1.0, 3.0])
+    before = diagnose(trace)
+    kept, after, stacked = _stack_modes(trace, model, trace, before)
+    assert stacked["modes"] == [[0], [1]] and stacked["weights"][0] >= KEEP_WEIGHT
+    assert stacked["keep"] is None and kept is trace and np.isfinite(after["max_rhat"])
+
+
 def test_chains_of_one_mode_split_by_chance_are_all_kept():
     """Two sets of chains that predict alike: whatever weights the optimiser lands on, the
     elpd difference is within its noise, so nothing is dropped."""
