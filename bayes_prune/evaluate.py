@@ -124,7 +124,7 @@ def predict_bayes(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
                   diagnostics: dict | None = None,
                   log: Callable[[str], None] | None = None, **fit_kwargs) -> np.ndarray:
     """Posterior prediction-band draws of ``log test_error``, shape ``(rows, draws)``; the
-    fit's sampler diagnostics (:func:`bayes_prune.fit.diagnose`) go into ``diagnostics``."""
+    fit's sampler diagnostics (:func:`bayes_prune.diagnostics.diagnose`) go into ``diagnostics``."""
     from .fit import fit
 
     posterior = fit(fit_grid, **fit_kwargs)

@@ -24,6 +24,7 @@ import xarray as xr
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .coords import layout  # noqa: E402
+from .diagnostics import _KEEP, THRESHOLDS, diagnose, worst_text  # noqa: E402
 from .discrepancy import extrapolation_discrepancy  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .grid import grid_hash, validate  # noqa: E402
@@ -46,14 +47,12 @@ from .sampler import (  # noqa: E402
     precision_of,
     sample,
 )
+from .stacking import stack_modes, stacked_text  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
 SAMPLERS = ("auto", "nutpie", "pymc")
-THRESHOLDS = {"max_rhat": 1.01, "min_ess_bulk": 400.0, "min_ess_tail": 400.0,
-              "divergences": 0}
-_KEEP = ["theta", "sigma", "sigma_seed", "tau", "rho", "tau_m", "log_m_config",
-         "log_eps_np_config", "log_eps_np_run"]
+
 
 
 def _sampler(name: str) -> str:
@@ -69,40 +68,6 @@ def _sampler(name: str) -> str:
             raise UserError("--sampler nutpie: nutpie is not installed (pip install nutpie)"
                              ) from None
         return "pymc"
-
-
-def diagnose(idata) -> dict:
-    """R-hat, bulk and tail ESS over every sampled variable, and the divergence count, with
-    ``ok`` telling whether all meet :data:`THRESHOLDS`; when R-hat does not, ``worst`` names
-    the scalar with the largest (:func:`_worst`)."""
-    post = idata.posterior[[v for v in _KEEP if v in idata.posterior]]
-    rhats = az.rhat(post)
-    rhat = float(rhats.to_array().max())
-    bulk = float(az.ess(post, method="bulk").to_array().min())
-    tail = float(az.ess(post, method="tail").to_array().min())
-    div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
-    out = {"max_rhat": rhat, "min_ess_bulk": bulk, "min_ess_tail": tail, "divergences": div}
-    out["ok"] = bool(rhat <= THRESHOLDS["max_rhat"] and bulk >= THRESHOLDS["min_ess_bulk"]
-                     and tail >= THRESHOLDS["min_ess_tail"] and div <= THRESHOLDS["divergences"])
-    if rhat > THRESHOLDS["max_rhat"]:
-        out["worst"] = _worst(post, rhats)
-    return out
-
-
-def _worst(post, rhats) -> dict:
-    """The scalar of ``post`` with the largest R-hat (of ``rhats``): its name with its
-    coordinates (``theta[cnn/fashion-mnist, log_gamma]``), its R-hat and each chain's median.
-    Chains whose medians lie apart say the posterior has more than one mode (or a chain has
-    not left its start), which more draws do not fix."""
-    name = max(rhats.data_vars, key=lambda v: float(rhats[v].max()))
-    r = rhats[name]
-    at = np.unravel_index(int(np.nanargmax(r.to_numpy())), r.shape)
-    where = {d: r[d].to_numpy()[i] for d, i in zip(r.dims, at, strict=True)}
-    label = name + (f"[{', '.join(str(v) for v in where.values())}]" if where else "")
-    x = post[name].sel(where)
-    return {"variable": label, "rhat": float(r.to_numpy()[at]),
-            "chain_medians": [round(float(m), 4) for m in x.median("draw").to_numpy()],
-            "within_chain_sd": round(float(np.sqrt(x.var("draw").mean())), 4)}
 
 
 def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
@@ -219,7 +184,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
         {"pareto_k": pareto_k, "ok": bool(pareto_k <= 0.7)}
     stacked = None
     if not diagnostics["ok"] and "worst" in diagnostics and not ar1:
-        keep, diagnostics, stacked = _stack_modes(idata, model, keep, diagnostics)
+        keep, diagnostics, stacked = stack_modes(idata, model, keep, diagnostics)
     meta = {
         "format": FORMAT,
         "settings": {"method": method, "sampler": which, "backend": backend,
@@ -252,79 +217,16 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
               f"({'<= 0.7' if diagnostics['ok'] else '> 0.7: do not trust its bands'})",
               file=sys.stderr)
     if stacked and stacked["keep"]:
-        print("NOTE: " + _stacked_text(stacked, diagnostics), file=sys.stderr)
+        print("NOTE: " + stacked_text(stacked, diagnostics), file=sys.stderr)
     if method == "nuts" and not diagnostics["ok"]:
         msg = ("SAMPLER DIAGNOSTICS FAILED: " + ", ".join(
             f"{k}={diagnostics[k]:.4g}" for k in THRESHOLDS)
             + " (want max_rhat <= 1.01, ESS >= 400, 0 divergences); treat this posterior "
-              "with caution" + (_worst_text(diagnostics) or ", or refit with more draws/tune")
-            + (f"; {_stacked_text(stacked, diagnostics)}" if stacked else ""))
+              "with caution" + (worst_text(diagnostics) or ", or refit with more draws/tune")
+            + (f"; {stacked_text(stacked, diagnostics)}" if stacked else ""))
         warnings.warn(msg, stacklevel=2)
         print(f"WARNING: {msg}", file=sys.stderr)
     return Posterior.from_inference_data(keep)
-
-
-def _worst_text(diagnostics: dict) -> str:
-    """What the failure message says of the worst-mixed scalar (:func:`_worst`), if any."""
-    worst = diagnostics.get("worst")
-    if not worst:
-        return ""
-    medians = worst["chain_medians"]
-    apart = max(medians) - min(medians) > 2 * worst["within_chain_sd"]
-    return (f". Worst mixed: {worst['variable']}, R-hat {worst['rhat']:.3f}, chain medians "
-            + ", ".join(f"{m:.3g}" for m in medians)
-            + ("; chain medians this far apart point to more than one mode, which more "
-               "draws or tuning do not fix: this posterior's bands mix the modes in whatever "
-               "share its chains happened to find" if apart else
-               "; the chains overlap but move slowly: more draws (--draws) may be enough"))
-
-
-def _stack_modes(idata, model, keep, diagnostics):
-    """When the chains sit in more than one mode (:mod:`bayes_prune.stacking`), weigh the modes
-    by their leave-one-out predictive density; if one mode takes (almost) all the weight, the
-    posterior ``keep`` is its chains alone, with their diagnostics. Returns ``(keep,
-    diagnostics, stacked)``, ``stacked`` the modes and weights (``None``: one mode)."""
-    import pymc as pm
-
-    from .stacking import modes, stack
-
-    worst = diagnostics["worst"]
-    if len(modes(worst["chain_medians"], worst["within_chain_sd"])) < 2:
-        return keep, diagnostics, None
-    if "log_likelihood" not in idata:
-        for rv in model.free_RVs:  # as for --loo: the run latents' initval blocks the rewrite
-            model.set_initval(rv, None)
-        ll = pm.compute_log_likelihood(idata, model=model, progressbar=False,
-                                       extend_inferencedata=False)
-        idata = az.InferenceData(posterior=keep.posterior, log_likelihood=ll)
-    stacked = stack(idata, worst)
-    if stacked is None or stacked["keep"] is None:
-        return keep, diagnostics, stacked
-    kept = keep.isel(chain=stacked["keep"])
-    after = diagnose(kept)
-    stacked["all_chains"] = {k: diagnostics[k] for k in (*THRESHOLDS, "worst")}
-    return kept, after, stacked
-
-
-def _stacked_text(stacked: dict, diagnostics: dict) -> str:
-    """What fit prints of the modes its chains found and their stacking weights."""
-    parts = ", ".join(f"chains {'+'.join(map(str, m))}: weight {w:.3f}, elpd_loo {e:.1f}"
-                      + (f" (difference se {se:.1f})" if se else "")
-                      for m, w, e, se in zip(stacked["modes"], stacked["weights"],
-                                             stacked["elpd_loo"], stacked["diff_se"],
-                                             strict=True))
-    if not stacked["keep"]:
-        return (f"the chains' modes, stacked by leave-one-out predictive density: {parts}; "
-                "no mode predicts clearly better, so every chain is kept")
-    worst = stacked["all_chains"]["worst"]
-    every = stacked["all_chains"]
-    return (f"the chains sat in {len(stacked['modes'])} modes of {worst['variable']} "
-            f"(over all chains R-hat {worst['rhat']:.3f}, {every['divergences']} "
-            "divergences); stacked by their leave-one-out "
-            f"predictive density ({parts}), the posterior is chains "
-            f"{'+'.join(map(str, stacked['keep']))} alone: max R-hat "
-            f"{diagnostics['max_rhat']:.4f}, bulk / tail ESS {diagnostics['min_ess_bulk']:.0f} / "
-            f"{diagnostics['min_ess_tail']:.0f}, {diagnostics['divergences']} divergences")
 
 
 def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, low_rank,

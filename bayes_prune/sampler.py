@@ -7,7 +7,7 @@ again, but its chains did not mix on the reference grids. ``numba`` stays for ma
 without JAX.
 
 :func:`sample` runs the chains in the background and stops them once every sampled variable
-has bulk and tail ESS and R-hat within :data:`~bayes_prune.fit.THRESHOLDS`-like targets
+has bulk and tail ESS and R-hat within :data:`~bayes_prune.diagnostics.THRESHOLDS`-like targets
 (checked every few seconds after ``min_draws``), or at ``max_draws``: a fit draws what its
 diagnostics need, not a fixed count.
 """
@@ -64,7 +64,7 @@ class Target:
     R-hat at most ``rhat``, after at least ``min_draws`` draws per chain, checked at every
     ``block`` draws."""
 
-    ess: float = 400.0  # the diagnostics' own minimum (fit.THRESHOLDS)
+    ess: float = 400.0  # the diagnostics' own minimum (diagnostics.THRESHOLDS)
     rhat: float = 1.01
     min_draws: int = 200
     block: int = 50

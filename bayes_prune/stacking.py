@@ -10,7 +10,7 @@ the simplex that maximise ``sum_i log sum_m w_m p_m(y_i | y_-i)``. A mode whose 
 near 0 predicts no point better than the others do.
 
 Where the modes are. The chains are split at the worst-mixed scalar (the one with the largest
-R-hat, :func:`bayes_prune.fit.diagnose`): sorted by their median of it, a gap of more than
+R-hat, :func:`bayes_prune.diagnostics.diagnose`): sorted by their median of it, a gap of more than
 :data:`MODE_GAP` within-chain sds starts a new mode; the same test by which ``fit``'s failure
 message tells a second mode from slow mixing.
 
@@ -28,12 +28,17 @@ the Fashion CNN grid fitted alone, the two modes of gamma weigh 0.40 / 0.60 (elp
 
 from __future__ import annotations
 
+import sys
+
+import arviz as az
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from .diagnostics import THRESHOLDS, diagnose
+
 __all__ = ["DIFF_SE", "KEEP_WEIGHT", "MIN_ELPD_DIFF", "MODE_GAP", "modes", "stack",
-           "stacking_weights"]
+           "stack_modes", "stacked_text", "stacking_weights"]
 
 MODE_GAP = 2.0
 KEEP_WEIGHT = 0.95
@@ -79,7 +84,7 @@ def stacking_weights(lpd: np.ndarray) -> np.ndarray:
 
 def stack(idata, worst: dict) -> dict | None:
     """The modes of ``idata``'s chains at the worst-mixed scalar ``worst`` (``chain_medians``,
-    ``within_chain_sd``, as :func:`bayes_prune.fit.diagnose` reports it) and their stacking
+    ``within_chain_sd``, as :func:`bayes_prune.diagnostics.diagnose` reports it) and their stacking
     weights, from ``idata``'s pointwise log likelihood. ``None`` when the chains form one mode.
 
     Returns ``{"modes": [[chain, ...], ...], "weights": [...], "elpd_loo": [...],
@@ -87,8 +92,6 @@ def stack(idata, worst: dict) -> dict | None:
     mode's elpd_loo difference to the best's (0 for the best), ``keep`` the chains of a mode
     that predicts clearly best (module docstring)."""
     import warnings
-
-    import arviz as az
 
     groups = modes(worst["chain_medians"], worst["within_chain_sd"])
     if len(groups) < 2:
@@ -108,3 +111,54 @@ def stack(idata, worst: dict) -> dict | None:
     return {"modes": groups, "weights": [round(float(x), 4) for x in w],
             "elpd_loo": [round(float(x), 2) for x in lpd.sum(axis=1)],
             "diff_se": [round(float(x), 2) for x in se], "keep": groups[best] if clear else None}
+
+
+def stack_modes(idata, model, keep, diagnostics):
+    """When the chains sit in more than one mode (:mod:`bayes_prune.stacking`), weigh the modes
+    by their leave-one-out predictive density; if one mode takes (almost) all the weight, the
+    posterior ``keep`` is its chains alone, with their diagnostics. Returns ``(keep,
+    diagnostics, stacked)``, ``stacked`` the modes and weights (``None``: one mode)."""
+    import pymc as pm
+
+    worst = diagnostics["worst"]
+    if len(modes(worst["chain_medians"], worst["within_chain_sd"])) < 2:
+        return keep, diagnostics, None
+    try:
+        if "log_likelihood" not in idata:
+            for rv in model.free_RVs:  # as for --loo: the run latents' initval blocks the rewrite
+                model.set_initval(rv, None)
+            ll = pm.compute_log_likelihood(idata, model=model, progressbar=False,
+                                           extend_inferencedata=False)
+            idata = az.InferenceData(posterior=keep.posterior, log_likelihood=ll)
+        stacked = stack(idata, worst)
+    except Exception as e:  # a sampled posterior is never lost to its diagnosis
+        print(f"NOTE: the chains' modes were not stacked ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return keep, diagnostics, None
+    if stacked is None or stacked["keep"] is None:
+        return keep, diagnostics, stacked
+    kept = keep.isel(chain=stacked["keep"])
+    after = diagnose(kept)
+    stacked["all_chains"] = {k: diagnostics[k] for k in (*THRESHOLDS, "worst")}
+    return kept, after, stacked
+
+
+def stacked_text(stacked: dict, diagnostics: dict) -> str:
+    """What fit prints of the modes its chains found and their stacking weights."""
+    parts = ", ".join(f"chains {'+'.join(map(str, m))}: weight {w:.3f}, elpd_loo {e:.1f}"
+                      + (f" (difference se {se:.1f})" if se else "")
+                      for m, w, e, se in zip(stacked["modes"], stacked["weights"],
+                                             stacked["elpd_loo"], stacked["diff_se"],
+                                             strict=True))
+    if not stacked["keep"]:
+        return (f"the chains' modes, stacked by leave-one-out predictive density: {parts}; "
+                "no mode predicts clearly better, so every chain is kept")
+    worst = stacked["all_chains"]["worst"]
+    every = stacked["all_chains"]
+    return (f"the chains sat in {len(stacked['modes'])} modes of {worst['variable']} "
+            f"(over all chains R-hat {worst['rhat']:.3f}, {every['divergences']} "
+            "divergences); stacked by their leave-one-out "
+            f"predictive density ({parts}), the posterior is chains "
+            f"{'+'.join(map(str, stacked['keep']))} alone: max R-hat "
+            f"{diagnostics['max_rhat']:.4f}, bulk / tail ESS {diagnostics['min_ess_bulk']:.0f} / "
+            f"{diagnostics['min_ess_tail']:.0f}, {diagnostics['divergences']} divergences")

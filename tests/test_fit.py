@@ -526,7 +526,7 @@ def test_failed_diagnostics_name_the_worst_mixed_scalar_and_whether_chains_sit_a
     is told from chains that overlap but mix slowly (more draws help only the second)."""
     import arviz as az
 
-    from bayes_prune.fit import _worst_text, diagnose
+    from bayes_prune.diagnostics import diagnose, worst_text
 
     rng = np.random.default_rng(0)
     texts = []
@@ -541,6 +541,6 @@ def test_failed_diagnostics_name_the_worst_mixed_scalar_and_whether_chains_sit_a
         assert not d["ok"] and d["worst"]["variable"] == "theta[b/y, log_gamma]"
         assert d["worst"]["chain_medians"][3] == pytest.approx(shift, abs=0.25)
         json.dumps(d)  # stored in the posterior file's metadata
-        texts.append(_worst_text(d))
+        texts.append(worst_text(d))
     assert "more than one mode" in texts[0] and "more draws" in texts[1]
     assert "more than one mode" not in texts[1]

@@ -6,8 +6,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from bayes_prune.fit import _stack_modes, _stacked_text, diagnose
-from bayes_prune.stacking import KEEP_WEIGHT, modes, stacking_weights
+from bayes_prune.diagnostics import diagnose
+from bayes_prune.stacking import KEEP_WEIGHT, modes, stack_modes, stacked_text, stacking_weights
 
 
 def test_modes_split_chains_at_gaps_of_the_within_chain_spread():
@@ -52,13 +52,13 @@ def test_a_mode_that_predicts_worse_is_dropped_and_the_rest_is_diagnosed_alone()
     model, trace = _two_modes(y, [1.0, 3.0, 1.0, 3.0])
     before = diagnose(trace)
     assert not before["ok"] and before["worst"]["variable"] == "sigma"
-    kept, after, stacked = _stack_modes(trace, model, trace, before)
+    kept, after, stacked = stack_modes(trace, model, trace, before)
     assert stacked["modes"] == [[0, 2], [1, 3]] and stacked["keep"] == [0, 2]
     assert stacked["weights"][0] >= KEEP_WEIGHT
     assert stacked["elpd_loo"][0] - stacked["elpd_loo"][1] > 2 * stacked["diff_se"][1]
     assert kept.posterior.sizes["chain"] == 2 and after["ok"], after
     np.testing.assert_allclose(float(kept.posterior["sigma"].median()), 1.0, atol=0.01)
-    text = _stacked_text(stacked, after)
+    text = stacked_text(stacked, after)
     assert "chains 0+2 alone" in text and "R-hat" in text
 
 
@@ -67,7 +67,7 @@ def test_a_lone_chain_is_never_the_posterior():
     y = np.random.default_rng(0).normal(0.0, 1.0, 200)
     model, trace = _two_modes(y, [1.0, 3.0])
     before = diagnose(trace)
-    kept, after, stacked = _stack_modes(trace, model, trace, before)
+    kept, after, stacked = stack_modes(trace, model, trace, before)
     assert stacked["modes"] == [[0], [1]] and stacked["weights"][0] >= KEEP_WEIGHT
     assert stacked["keep"] is None and kept is trace and np.isfinite(after["max_rhat"])
 
@@ -80,7 +80,7 @@ def test_chains_of_one_mode_split_by_chance_are_all_kept():
     before = {**diagnose(trace), "ok": False}
     before["worst"] = {**before.get("worst", {}), "variable": "sigma", "rhat": 1.5,
                        "chain_medians": [0.99, 1.01, 0.99, 1.01], "within_chain_sd": 0.002}
-    kept, after, stacked = _stack_modes(trace, model, trace, before)
+    kept, after, stacked = stack_modes(trace, model, trace, before)
     assert stacked["modes"] == [[0, 2], [1, 3]] and stacked["keep"] is None and kept is trace
 
 
@@ -90,7 +90,7 @@ def test_modes_that_each_predict_part_of_the_data_are_both_kept():
     y = np.concatenate([rng.normal(0.0, 0.5, 150), rng.normal(0.0, 6.0, 50)])
     model, trace = _two_modes(y, [0.5, 6.0, 0.5, 6.0])
     before = diagnose(trace)
-    kept, after, stacked = _stack_modes(trace, model, trace, before)
+    kept, after, stacked = stack_modes(trace, model, trace, before)
     assert stacked["keep"] is None and max(stacked["weights"]) < KEEP_WEIGHT
     assert kept is trace and after is before and not after["ok"]
-    assert "every chain is kept" in _stacked_text(stacked, after)
+    assert "every chain is kept" in stacked_text(stacked, after)
