@@ -47,7 +47,7 @@ from .sampler import (  # noqa: E402
     precision_of,
     sample,
 )
-from .stacking import stack_modes, stacked_text  # noqa: E402
+from .stacking import drop_stray_modes, stacked_text  # noqa: E402
 
 __all__ = ["fit", "diagnose", "THRESHOLDS"]
 
@@ -149,9 +149,9 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
     model = build_model(lay, priors, likelihood=likelihood, runs_mode=runs_mode, ar1=ar1,
                         invariant_scatter=invariant_scatter, **variants)
     idata, run, pareto_k, which, backend, precision, chains, target_accept, escalated_from, \
-        seconds = _sample(model, sampler, method, draws, tune, chains, seed, cores, progress,
-                          low_rank, target_accept, escalate, backend, precision, device,
-                          ess_target)
+        seconds, stacked = _sample(model, sampler, method, draws, tune, chains, seed, cores,
+                                   progress, low_rank, target_accept, escalate, backend,
+                                   precision, device, ess_target, stack=not ar1)
     post = idata.posterior
     names = coef_names(**variants)
     chains_, draws_ = post.sizes["chain"], post.sizes["draw"]
@@ -182,9 +182,6 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
                                         if log_likelihood else {}))
     diagnostics = diagnose(keep) if method == "nuts" else \
         {"pareto_k": pareto_k, "ok": bool(pareto_k <= 0.7)}
-    stacked = None
-    if not diagnostics["ok"] and "worst" in diagnostics and not ar1:
-        keep, diagnostics, stacked = stack_modes(idata, model, keep, diagnostics)
     meta = {
         "format": FORMAT,
         "settings": {"method": method, "sampler": which, "backend": backend,
@@ -230,10 +227,12 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
 
 
 def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, low_rank,
-            target_accept, escalate, backend, precision, device, ess_target):
+            target_accept, escalate, backend, precision, device, ess_target, stack=True):
     """NUTS (nutpie or PyMC), or an approximation, of ``model``, as :func:`fit` asks for it.
-    Returns the trace and what :func:`fit` stores of how it was drawn."""
-    escalated_from, pareto_k = None, None
+    Returns the trace and what :func:`fit` stores of how it was drawn. With ``stack``, each
+    NUTS trace loses the chains of modes that predict clearly worse before its divergences
+    are counted (:func:`bayes_prune.stacking.drop_stray_modes`)."""
+    escalated_from, pareto_k, stacked = None, None, None
     which = _sampler(sampler)
     start = time.perf_counter()
     if method != "nuts":
@@ -266,7 +265,11 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
                                  target_accept=accept, compute_convergence_checks=False
                                  ), {"draws": draws, "stopped": "max_draws"}
     if method == "nuts":
-        idata, run = nuts(target_accept)
+        def nuts_stacked(accept, tune=tune):
+            idata, run = nuts(accept, tune)
+            return (*drop_stray_modes(idata, model), run) if stack else (idata, None, run)
+
+        idata, stacked, run = nuts_stacked(target_accept)
         n_div = _divergences(idata)
         # the ladder: the default acceptance, then smaller steps, then the small grids'
         # smallest steps and longest tuning (sampler.ESCALATION)
@@ -279,12 +282,12 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
                   + " (smaller steps, about twice the time or more)", file=sys.stderr)
             escalated_from = escalated_from or target_accept
             target_accept, tune = accept, max(tune, at_least)
-            idata, run = nuts(target_accept, tune)
+            idata, stacked, run = nuts_stacked(target_accept, tune)
             run = {**run, "tune": tune}
             n_div = _divergences(idata)
     seconds = time.perf_counter() - start
     return (idata, run, pareto_k, which, backend, precision, chains, target_accept,
-            escalated_from, seconds)
+            escalated_from, seconds, stacked)
 
 
 def _divergences(idata) -> int:

@@ -7,7 +7,14 @@ import numpy as np
 import pymc as pm
 
 from bayes_prune.diagnostics import diagnose
-from bayes_prune.stacking import KEEP_WEIGHT, modes, stack_modes, stacked_text, stacking_weights
+from bayes_prune.stacking import (
+    KEEP_WEIGHT,
+    drop_stray_modes,
+    modes,
+    stack_modes,
+    stacked_text,
+    stacking_weights,
+)
 
 
 def test_modes_split_chains_at_gaps_of_the_within_chain_spread():
@@ -60,6 +67,23 @@ def test_a_mode_that_predicts_worse_is_dropped_and_the_rest_is_diagnosed_alone()
     np.testing.assert_allclose(float(kept.posterior["sigma"].median()), 1.0, atol=0.01)
     text = stacked_text(stacked, after)
     assert "chains 0+2 alone" in text and "R-hat" in text
+
+
+def test_a_trace_loses_a_stray_chain_before_its_divergences_are_counted():
+    """The sampler's trace, as fit sees it after each sampling: a chain stuck in a mode that
+    predicts far worse, diverging on every draw, leaves with its divergences, and the chains
+    left are renumbered."""
+    y = np.random.default_rng(0).normal(0.0, 1.0, 200)
+    model, trace = _two_modes(y, [1.0, 1.0, 5.0, 1.0])
+    trace.sample_stats["diverging"][2] = True
+    out, stacked = drop_stray_modes(trace, model)
+    assert stacked["keep"] == [0, 1, 3] and stacked["all_chains"]["divergences"] == 300
+    assert list(out.posterior["chain"].values) == [0, 1, 2]
+    assert int(out.sample_stats["diverging"].sum()) == 0
+    np.testing.assert_array_equal(out.posterior["sigma"][2], trace.posterior["sigma"][3])
+    # chains that meet every threshold are not looked at
+    same, nothing = drop_stray_modes(trace.isel(chain=[0, 1, 3]), model)
+    assert nothing is None
 
 
 def test_a_lone_chain_is_never_the_posterior():
