@@ -8,8 +8,11 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 
-__all__ = ["THRESHOLDS", "diagnose", "worst_text"]
+__all__ = ["MODE_GAP", "THRESHOLDS", "diagnose", "modes", "worst_text"]
 
+# chains whose medians of the worst-mixed scalar lie more than this many within-chain sds apart
+# sit in different modes (:func:`modes`)
+MODE_GAP = 2.0
 THRESHOLDS = {"max_rhat": 1.01, "min_ess_bulk": 400.0, "min_ess_tail": 400.0,
               "divergences": 0}
 # the posterior variables a fit keeps, and those its diagnostics and the sampler's ESS target check
@@ -57,10 +60,24 @@ def worst_text(diagnostics: dict) -> str:
     if not worst:
         return ""
     medians = worst["chain_medians"]
-    apart = max(medians) - min(medians) > 2 * worst["within_chain_sd"]
+    apart = len(modes(medians, worst["within_chain_sd"])) > 1
     return (f". Worst mixed: {worst['variable']}, R-hat {worst['rhat']:.3f}, chain medians "
             + ", ".join(f"{m:.3g}" for m in medians)
             + ("; chain medians this far apart point to more than one mode, which more "
                "draws or tuning do not fix: this posterior's bands mix the modes in whatever "
                "share its chains happened to find" if apart else
                "; the chains overlap but move slowly: more draws (--draws) may be enough"))
+
+
+def modes(medians, within_sd: float) -> list[list[int]]:
+    """The chains (indices) grouped by mode: sorted by ``medians`` (one per chain, of one
+    scalar), a gap of more than ``MODE_GAP * within_sd`` between neighbours starts a new
+    group. Groups come in order of their medians, chains in each in order of index."""
+    medians = np.asarray(medians, float)
+    order = np.argsort(medians, kind="stable")
+    groups = [[int(order[0])]]
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if medians[b] - medians[a] > MODE_GAP * within_sd:
+            groups.append([])
+        groups[-1].append(int(b))
+    return [sorted(g) for g in groups]

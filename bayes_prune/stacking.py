@@ -46,29 +46,14 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from .diagnostics import _KEEP, THRESHOLDS, diagnose
+from .diagnostics import _KEEP, MODE_GAP, THRESHOLDS, diagnose, modes
 
 __all__ = ["DIFF_SE", "KEEP_WEIGHT", "MIN_ELPD_DIFF", "MODE_GAP", "modes", "stack",
            "drop_stray_modes", "stack_modes", "stacked_text", "stacking_weights"]
 
-MODE_GAP = 2.0
 KEEP_WEIGHT = 0.95
 MIN_ELPD_DIFF = 4.0
 DIFF_SE = 2.0
-
-
-def modes(medians, within_sd: float) -> list[list[int]]:
-    """The chains (indices) grouped by mode: sorted by ``medians`` (one per chain, of one
-    scalar), a gap of more than ``MODE_GAP * within_sd`` between neighbours starts a new
-    group. Groups come in order of their medians, chains in each in order of index."""
-    medians = np.asarray(medians, float)
-    order = np.argsort(medians, kind="stable")
-    groups = [[int(order[0])]]
-    for a, b in zip(order[:-1], order[1:], strict=True):
-        if medians[b] - medians[a] > MODE_GAP * within_sd:
-            groups.append([])
-        groups[-1].append(int(b))
-    return [sorted(g) for g in groups]
 
 
 def stacking_weights(lpd: np.ndarray) -> np.ndarray:
