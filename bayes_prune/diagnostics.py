@@ -8,7 +8,7 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 
-__all__ = ["MODE_GAP", "THRESHOLDS", "diagnose", "modes", "worst_text"]
+__all__ = ["MODE_GAP", "THRESHOLDS", "diagnose", "kept", "modes", "worst_text"]
 
 # chains whose medians of the worst-mixed scalar lie more than this many within-chain sds apart
 # sit in different modes (:func:`modes`)
@@ -20,11 +20,16 @@ _KEEP = ["theta", "sigma", "sigma_seed", "tau", "rho", "tau_m", "log_m_config",
          "log_eps_np_config", "log_eps_np_run"]
 
 
+def kept(posterior):
+    """The variables of ``posterior`` (a dataset) that a fit keeps (:data:`_KEEP`)."""
+    return posterior[[v for v in _KEEP if v in posterior]]
+
+
 def diagnose(idata) -> dict:
     """R-hat, bulk and tail ESS over every sampled variable, and the divergence count, with
     ``ok`` telling whether all meet :data:`THRESHOLDS`; when R-hat does not, ``worst`` names
     the scalar with the largest (:func:`_worst`)."""
-    post = idata.posterior[[v for v in _KEEP if v in idata.posterior]]
+    post = kept(idata.posterior)
     rhats = az.rhat(post)
     rhat = float(rhats.to_array().max())
     bulk = float(az.ess(post, method="bulk").to_array().min())

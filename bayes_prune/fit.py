@@ -24,7 +24,7 @@ import xarray as xr
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .coords import layout  # noqa: E402
-from .diagnostics import _KEEP, THRESHOLDS, diagnose, worst_text  # noqa: E402
+from .diagnostics import _KEEP, THRESHOLDS, diagnose, kept, worst_text  # noqa: E402
 from .discrepancy import extrapolation_discrepancy  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .grid import grid_hash, validate  # noqa: E402
@@ -177,7 +177,7 @@ def fit(grid: pd.DataFrame, sampler: str = "auto", draws: int | None = None,
             (post.sizes["chain"], post.sizes["draw"]), dtype=bool))})
     stats = {} if stats is None else {"sample_stats": stats[["diverging"]]
                                       if "diverging" in stats else stats}
-    keep = az.InferenceData(posterior=idata.posterior[[v for v in _KEEP if v in idata.posterior]],
+    keep = az.InferenceData(posterior=kept(idata.posterior),
                             **stats, **({"log_likelihood": idata.log_likelihood}
                                         if log_likelihood else {}))
     diagnostics = diagnose(keep) if method == "nuts" else \
@@ -267,7 +267,10 @@ def _sample(model, sampler, method, draws, tune, chains, seed, cores, progress, 
     if method == "nuts":
         def nuts_stacked(accept, tune=tune):
             idata, run = nuts(accept, tune)
-            return (*drop_stray_modes(idata, model), run) if stack else (idata, None, run)
+            # a run stopped at the ESS target met R-hat: its chains share one mode
+            if not stack or run["stopped"] == "target":
+                return idata, None, run
+            return (*drop_stray_modes(idata, model), run)
 
         idata, stacked, run = nuts_stacked(target_accept)
         n_div = _divergences(idata)

@@ -265,12 +265,11 @@ def _prune_law_c(lay: Layout, theta, names) -> PruneLaw:
     width, never with a point's density."""
     cfg, g = lay.configs, lay.groups
     cg = cfg["group_idx"].to_numpy()
-    prune = prune_law(_theta_c(lay, theta, names), lay.centres, g["eps0"].to_numpy()[cg],
-                      n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
-                      width=cfg["width"].to_numpy(float),
-                      log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
-                      log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=pt)
-    return prune
+    return prune_law(_theta_c(lay, theta, names), lay.centres, g["eps0"].to_numpy()[cg],
+                     n_train=cfg["n_train"].to_numpy(float), depth=cfg["depth"].to_numpy(float),
+                     width=cfg["width"].to_numpy(float),
+                     log_err_pivot=g["log_err_pivot"].to_numpy()[cg],
+                     log_n_centre=g["log_n_centre"].to_numpy()[cg], xp=pt)
 
 
 def _dense_law_c(lay: Layout, theta, names, xp=pt):

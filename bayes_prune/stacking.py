@@ -40,13 +40,14 @@ target's R-hat sees the stuck chain.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import arviz as az
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from .diagnostics import _KEEP, MODE_GAP, THRESHOLDS, diagnose, modes
+from .diagnostics import MODE_GAP, THRESHOLDS, diagnose, kept, modes
 
 __all__ = ["DIFF_SE", "KEEP_WEIGHT", "MIN_ELPD_DIFF", "MODE_GAP", "modes", "stack",
            "drop_stray_modes", "stack_modes", "stacked_text", "stacking_weights"]
@@ -87,8 +88,6 @@ def stack(idata, worst: dict) -> dict | None:
     "diff_se": [...], "keep": [chain, ...] or None}``: ``diff_se`` the standard error of each
     mode's elpd_loo difference to the best's (0 for the best), ``keep`` the chains of a mode
     that predicts clearly best (module docstring)."""
-    import warnings
-
     groups = modes(worst["chain_medians"], worst["within_chain_sd"])
     if len(groups) < 2:
         return None
@@ -109,34 +108,32 @@ def stack(idata, worst: dict) -> dict | None:
             "diff_se": [round(float(x), 2) for x in se], "keep": groups[best] if clear else None}
 
 
-def stack_modes(idata, model, keep, diagnostics):
-    """When the chains sit in more than one mode (:mod:`bayes_prune.stacking`), weigh the modes
-    by their leave-one-out predictive density; if one mode takes (almost) all the weight, the
-    posterior ``keep`` is its chains alone, with their diagnostics. Returns ``(keep,
-    diagnostics, stacked)``, ``stacked`` the modes and weights (``None``: one mode)."""
+def stack_modes(idata, model, diagnostics: dict) -> dict | None:
+    """:func:`stack` of the sampler's trace ``idata`` (every variable of ``model``), whose
+    failed ``diagnostics`` (:func:`~bayes_prune.diagnostics.diagnose`) name the worst-mixed
+    scalar; the pointwise log likelihood is computed here unless ``idata`` has it. ``None``
+    when the chains sit in one mode or the stacking itself fails (a one-line note: a sampled
+    posterior is never lost to its diagnosis); else :func:`stack`'s result with
+    ``all_chains``, the diagnostics of every chain."""
     import pymc as pm
 
     worst = diagnostics["worst"]
     if len(modes(worst["chain_medians"], worst["within_chain_sd"])) < 2:
-        return keep, diagnostics, None
+        return None  # before the log likelihood, which costs seconds
     try:
         if "log_likelihood" not in idata:
             for rv in model.free_RVs:  # as for --loo: the run latents' initval blocks the rewrite
                 model.set_initval(rv, None)
             ll = pm.compute_log_likelihood(idata, model=model, progressbar=False,
                                            extend_inferencedata=False)
-            idata = az.InferenceData(posterior=keep.posterior, log_likelihood=ll)
+            idata = az.InferenceData(posterior=kept(idata.posterior), log_likelihood=ll)
         stacked = stack(idata, worst)
-    except Exception as e:  # a sampled posterior is never lost to its diagnosis
+    except Exception as e:
         print(f"NOTE: the chains' modes were not stacked ({type(e).__name__}: {e})",
               file=sys.stderr)
-        return keep, diagnostics, None
-    if stacked is None or stacked["keep"] is None:
-        return keep, diagnostics, stacked
-    kept = keep.isel(chain=stacked["keep"])
-    after = diagnose(kept)
+        return None
     stacked["all_chains"] = {k: diagnostics[k] for k in (*THRESHOLDS, "worst")}
-    return kept, after, stacked
+    return stacked
 
 
 def stacked_text(stacked: dict, diagnostics: dict) -> str:
@@ -167,15 +164,10 @@ def drop_stray_modes(idata, model):
     before it counts divergences: a chain stuck where it started (every draw divergent, its
     log density a million below the others') is dropped instead of sending the fit up the
     ladder of smaller steps."""
-    stats = idata.get("sample_stats")
-    keep = az.InferenceData(
-        posterior=idata.posterior[[v for v in _KEEP if v in idata.posterior]],
-        **({"sample_stats": stats[["diverging"]]}
-           if stats is not None and "diverging" in stats else {}))
-    before = diagnose(keep)
+    before = diagnose(idata)
     if before["ok"] or "worst" not in before:
         return idata, None
-    _, _, stacked = stack_modes(idata, model, keep, before)
+    stacked = stack_modes(idata, model, before)
     if stacked and stacked["keep"]:
         idata = idata.isel(chain=stacked["keep"])
         idata = idata.assign_coords(chain=np.arange(len(stacked["keep"])),
