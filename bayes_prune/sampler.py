@@ -9,12 +9,16 @@ without JAX.
 :func:`sample` runs the chains in the background and stops them once every sampled variable
 has bulk and tail ESS and R-hat within :data:`~bayes_prune.diagnostics.THRESHOLDS`-like targets
 (checked every few seconds after ``min_draws``), or at ``max_draws``: a fit draws what its
-diagnostics need, not a fixed count.
+diagnostics need, not a fixed count. Before that it judges each chain's start: a chain whose
+step size has collapsed by tuning step :data:`STUCK_STEP` (one stuck at its jittered start, or
+one taking a thousand gradient evaluations a draw in a corner of the posterior) would hold the
+whole fit for an hour, so the chains start again from the next seed (:func:`stuck_chains`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,7 +29,8 @@ from .errors import UserError
 
 __all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "TUNE", "TARGET_ACCEPT", "ESCALATED_ACCEPT",
            "ESCALATION", "MAX_DRAWS", "SMALL_GRID", "Target", "backend_of", "compile_model",
-           "defaults_for", "precision_of", "sample"]
+           "defaults_for", "precision_of", "sample", "stuck_chains", "STUCK_STEP", "STUCK_RATIO",
+           "RESTARTS"]
 
 BACKENDS = ("auto", "jax", "numba")
 PRECISIONS = ("auto", "float32", "float64")
@@ -56,6 +61,26 @@ ESCALATION = ((ESCALATED_ACCEPT, 0), (0.99, 2000))
 # 2,000 draws they met every threshold (experiments/README, "Other people's grids")
 SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
+_JUDGE_EVERY = 1.0  # seconds between looks at the chains' first tuning steps
+
+# A chain is stuck when, over the STUCK_WINDOW tuning steps before STUCK_STEP, its step size
+# (geometric mean) is under STUCK_RATIO of the chains' median, or its mean log density is
+# below the chains' median by more than STUCK_LOGP times their typical spread there (the
+# median over chains of each one's sd of log density in the window; in the typical set about
+# sqrt(dimension / 2)). Judged at a fixed tuning step and on the chains' own statistics, so a
+# seed still gives one posterior (a guard that judged draw counts, how far each chain had got
+# when it looked, made two fits at one seed differ and stopped a chain that was only tuning
+# longer; experiments/README, "The envelope's depth term as the default, tried"). Measured
+# (experiments/README, "A chain stuck at its start"): healthy chains of the reference,
+# external and small grids within 0.7 of the median step and a few spreads of its log density;
+# stuck chains at 0.0002-0.02 of the step or thousands of spreads below (a chain stuck at its
+# start: log density -1.06e6 against 17,360 in the other three). Two modes that the data
+# leave open, such as the Fashion CNN grid's two values of gamma, differ by less than one spread.
+STUCK_STEP = 100
+STUCK_WINDOW = 25
+STUCK_RATIO = 0.05
+STUCK_LOGP = 100.0
+RESTARTS = 2  # starts again at most this often (seed + 1, seed + 2); then samples on
 
 
 @dataclass(frozen=True)
@@ -204,16 +229,92 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
     """Sample ``chains`` chains of ``tune`` + up to ``max_draws`` draws; with a ``target``,
     stop as soon as the draws so far meet it (:class:`Target`). Returns ``(idata, info)``:
     the posterior truncated to the shortest chain, and ``{"draws": per chain, "stopped":
-    "target" | "max_draws"}``. All chains run at once (``cores`` defaults to ``chains``):
-    chains queued behind others could not stop early."""
+    "target" | "max_draws", "restarts": [{"seed", "stuck"}, ...]}``. All chains run at once
+    (``cores`` defaults to ``chains``): chains queued behind others could not stop early.
+    Chains stuck by tuning step :data:`STUCK_STEP` (:func:`stuck_chains`) make the run start
+    again from the next seed, at most :data:`RESTARTS` times; ``restarts`` lists the seeds
+    abandoned and their stuck chains."""
     import nutpie
 
-    run = nutpie.sample(compiled, draws=max_draws, tune=tune, chains=chains,
-                        cores=cores or chains, seed=seed, progress_bar=progress,
-                        low_rank_modified_mass_matrix=low_rank, target_accept=target_accept,
-                        save_warmup=False, blocking=target is None)
+    restarts = []
+    for attempt in range(RESTARTS + 1):
+        run = nutpie.sample(compiled, draws=max_draws, tune=tune, chains=chains,
+                            cores=cores or chains, seed=seed + attempt, progress_bar=progress,
+                            low_rank_modified_mass_matrix=low_rank,
+                            target_accept=target_accept, save_warmup=True, blocking=False)
+        stuck = _judge_start(run, tune)
+        if not stuck or attempt == RESTARTS:
+            break
+        run.cancel()
+        restarts.append({"seed": seed + attempt, "stuck": stuck})
+        print(f"chain(s) {', '.join(map(str, stuck))} stuck by tuning step "
+              f"{min(STUCK_STEP, tune)} (step size collapsed, or log density far below the "
+              f"other chains'): starting again from seed {seed + attempt + 1}",
+              file=sys.stderr)
+    idata, info = _run_to_target(run, target, max_draws)
+    return _without_warmup(idata), {**info, "restarts": restarts}
+
+
+def stuck_chains(step_size: np.ndarray, logp: np.ndarray, tune: int) -> list[int]:
+    """The chains stuck by their first tuning steps. ``step_size`` and ``logp``
+    ``(chains, steps)`` are nutpie's warm-up step size and log density (NaN where a chain has
+    not got yet), judged over the :data:`STUCK_WINDOW` steps before ``min(STUCK_STEP, tune)``,
+    which every chain must have taken: a chain is stuck when its geometric-mean step size there
+    is under :data:`STUCK_RATIO` of the chains' median, or its mean log density lies more than
+    :data:`STUCK_LOGP` typical spreads below theirs. Fewer than two chains: none."""
+    at = min(STUCK_STEP, tune)
+    lo = max(at - STUCK_WINDOW, 0)
+    step = np.asarray(step_size, dtype=float)[:, lo:at]
+    lp = np.asarray(logp, dtype=float)[:, lo:at]
+    if step.shape[0] < 2 or at < 1:
+        return []
+    if not (np.isfinite(step).all() and np.isfinite(lp).all()):
+        raise ValueError("stuck_chains needs every chain's first tuning steps")
+    level = np.exp(np.log(np.maximum(step, 1e-300)).mean(axis=1))
+    height = lp.mean(axis=1)
+    spread = max(float(np.median(lp.std(axis=1))), 1.0)
+    stuck = (level < STUCK_RATIO * np.median(level)) | \
+        (np.median(height) - height > STUCK_LOGP * spread)
+    return [int(c) for c in np.flatnonzero(stuck)]
+
+
+def _judge_start(run, tune: int) -> list[int]:
+    """:func:`stuck_chains` of ``run`` once every chain has its first tuning steps (or the run
+    has ended: a short run is judged on all it drew)."""
+    at = min(STUCK_STEP, tune)
+    while True:
+        finished = _finished(run)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trace = run.inspect()
+        except Exception:  # a trace caught between two batches: look again
+            time.sleep(_JUDGE_EVERY)
+            continue
+        stats = trace.get("warmup_sample_stats")
+        if stats is None or "step_size" not in stats or "logp" not in stats:
+            return []
+        steps, logp = stats["step_size"].to_numpy(), stats["logp"].to_numpy()
+        if steps.shape[1] >= at and np.isfinite(steps[:, :at]).all() \
+                and np.isfinite(logp[:, :at]).all():
+            return stuck_chains(steps, logp, tune)
+        if finished:
+            return []
+        time.sleep(_JUDGE_EVERY)
+
+
+def _without_warmup(idata):
+    """``idata`` without nutpie's warm-up groups (kept only to judge the chains' start)."""
+    for group in ("warmup_posterior", "warmup_sample_stats"):
+        if group in idata.groups():
+            delattr(idata, group)
+    return idata
+
+
+def _run_to_target(run, target: Target | None, max_draws: int):
+    """Wait for ``run``, stopping it at the first block of draws that meets ``target``."""
     if target is None:
-        return run, {"draws": max_draws, "stopped": "max_draws"}
+        return run.wait(), {"draws": max_draws, "stopped": "max_draws"}
     # checked at whole blocks of draws, in order: where it stops depends on the draws only,
     # never on when a check ran, so a seed gives the same posterior. Blocks the checks had not
     # reached when the chains finished are checked on the final trace.

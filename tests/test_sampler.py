@@ -54,12 +54,14 @@ def test_chains_that_finish_before_a_check_stop_at_the_same_block_as_if_checked(
         def wait(self):
             return trace
 
+        inspect = wait
+
     monkeypatch.setattr(nutpie, "sample", lambda *a, **k: Finished())
     target = Target(ess=100.0, min_draws=50, block=50)
     idata, info = sample(None, tune=0, max_draws=300, chains=4, seed=0, target=target,
                          progress=False, low_rank=False, target_accept=0.8)
     first = next(k for k in range(50, 301, 50) if _meets(trace.isel(draw=slice(0, k)), target))
-    assert first < 300 and info == {"draws": first, "stopped": "target"}
+    assert first < 300 and info == {"draws": first, "stopped": "target", "restarts": []}
     assert idata.posterior.sizes["draw"] == first
 
 
@@ -114,3 +116,87 @@ def test_checking_the_last_blocks_failures_first_gives_the_full_checks_answer():
         assert k == want
         found.add(want)
     assert len(found) >= 3  # blocks early, late and never: the shortcut had cases to get wrong
+
+
+def _warmup_trace(step_sizes, logp=None, draws=60):
+    """A finished nutpie-like trace whose chains tuned with ``step_sizes`` (chains, steps)."""
+    steps = np.asarray(step_sizes, dtype=float)
+    rng = np.random.default_rng(0)
+    logp = rng.normal(1000.0, 10.0, size=steps.shape) if logp is None else logp
+    return az.from_dict(posterior={"a": rng.normal(size=(steps.shape[0], draws))},
+                        warmup_posterior={"a": rng.normal(size=steps.shape)},
+                        warmup_sample_stats={"step_size": steps, "logp": logp},
+                        save_warmup=True)
+
+
+def test_a_chain_collapsed_or_far_below_is_stuck_a_slow_tuner_or_another_mode_is_not():
+    from bayes_prune.sampler import STUCK_STEP, stuck_chains
+
+    rng = np.random.default_rng(1)
+    healthy = np.exp(rng.normal(np.log(0.2), 0.4, size=(4, 300)))
+    lp = rng.normal(17_000.0, 16.0, size=(4, 300))  # in the typical set: sd sqrt(d / 2)
+    assert stuck_chains(healthy, lp, 300) == []
+    slow = healthy.copy()
+    slow[1] /= 8  # tuning at an eighth of the others' step: slow, not stuck
+    assert stuck_chains(slow, lp, 300) == []
+    mode = lp.copy()
+    mode[0] -= 30.0  # a second mode the data leave open: two spreads lower, not stuck
+    assert stuck_chains(healthy, mode, 300) == []
+    stuck = healthy.copy()
+    stuck[2, 10:] = 0.0009  # the chain stuck at its start (experiments/README)
+    assert stuck_chains(stuck, lp, 300) == [2]
+    far = lp.copy()
+    far[3] = -28_000.0  # a chain far below the typical set at a healthy step size
+    assert stuck_chains(healthy, far, 300) == [3]
+    late = healthy.copy()
+    late[3, STUCK_STEP:] = 1e-5  # what happens after the judged step is not judged
+    assert stuck_chains(late, lp, 300) == []
+    assert stuck_chains(stuck, lp, 40) == [2]  # a short tuning is judged at its end
+    assert stuck_chains(stuck[:1], lp[:1], 300) == []  # one chain: nothing to compare with
+    unfinished = stuck.copy()
+    unfinished[0, 50:] = np.nan
+    with pytest.raises(ValueError, match="every chain"):
+        stuck_chains(unfinished, lp, 300)
+
+
+class _Run:
+    """nutpie's background run, finished, with ``trace`` as its result."""
+
+    def __init__(self, trace):
+        self.trace, self.cancelled, self.is_finished = trace, False, True
+
+    def inspect(self):
+        return self.trace
+
+    wait = inspect
+
+    def cancel(self):
+        self.cancelled = True
+
+
+@pytest.mark.parametrize("stuck_seeds", [(0,), (0, 1, 2)])
+def test_stuck_chains_start_again_from_the_next_seed(monkeypatch, capsys, stuck_seeds):
+    """A run with a stuck chain is cancelled and sampled again from seed + 1, at most
+    RESTARTS times; the result carries no warm-up groups and names the seeds given up."""
+    import nutpie
+
+    from bayes_prune.sampler import RESTARTS
+
+    healthy = np.full((4, 300), 0.2)
+    stuck = healthy.copy()
+    stuck[1] = 0.0005
+    runs = {}
+
+    def fake(*a, seed, **k):
+        runs[seed] = _Run(_warmup_trace(stuck if seed in stuck_seeds else healthy))
+        return runs[seed]
+
+    monkeypatch.setattr(nutpie, "sample", fake)
+    idata, info = sample(None, tune=300, max_draws=60, chains=4, seed=0, target=None,
+                         progress=False, low_rank=False, target_accept=0.8)
+    given_up = [s for s in stuck_seeds if s < RESTARTS]
+    assert info["restarts"] == [{"seed": s, "stuck": [1]} for s in given_up]
+    assert sorted(runs) == list(range(len(given_up) + 1))
+    assert [runs[s].cancelled for s in sorted(runs)] == [True] * len(given_up) + [False]
+    assert not any(g.startswith("warmup") for g in idata.groups())
+    assert "starting again from seed 1" in capsys.readouterr().err
