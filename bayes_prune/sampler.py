@@ -282,6 +282,8 @@ def _judge_start(run, tune: int) -> list[int]:
     """:func:`stuck_chains` of ``run`` once every chain has its first tuning steps (or the run
     has ended: a short run is judged on all it drew)."""
     at = min(STUCK_STEP, tune)
+    if at < 1:
+        return []
     while True:
         finished = _finished(run)
         try:
@@ -291,13 +293,12 @@ def _judge_start(run, tune: int) -> list[int]:
         except Exception:  # a trace caught between two batches: look again
             time.sleep(_JUDGE_EVERY)
             continue
-        stats = trace.get("warmup_sample_stats")
-        if stats is None or "step_size" not in stats or "logp" not in stats:
-            return []
-        steps, logp = stats["step_size"].to_numpy(), stats["logp"].to_numpy()
-        if steps.shape[1] >= at and np.isfinite(steps[:, :at]).all() \
-                and np.isfinite(logp[:, :at]).all():
-            return stuck_chains(steps, logp, tune)
+        stats = trace.get("warmup_sample_stats")  # none before the chains' first steps
+        if stats is not None and "step_size" in stats and "logp" in stats:
+            steps, logp = stats["step_size"].to_numpy(), stats["logp"].to_numpy()
+            if steps.shape[1] >= at and np.isfinite(steps[:, :at]).all() \
+                    and np.isfinite(logp[:, :at]).all():
+                return stuck_chains(steps, logp, tune)
         if finished:
             return []
         time.sleep(_JUDGE_EVERY)

@@ -200,3 +200,26 @@ def test_stuck_chains_start_again_from_the_next_seed(monkeypatch, capsys, stuck_
     assert [runs[s].cancelled for s in sorted(runs)] == [True] * len(given_up) + [False]
     assert not any(g.startswith("warmup") for g in idata.groups())
     assert "starting again from seed 1" in capsys.readouterr().err
+
+
+def test_the_start_is_judged_once_every_chain_has_its_first_tuning_steps(monkeypatch):
+    """Looks before the chains' first steps (no warm-up group yet) or before every chain has
+    reached the judged step wait; the judgement then reads the first steps alone."""
+    from bayes_prune import sampler
+
+    monkeypatch.setattr(sampler, "_JUDGE_EVERY", 0.0)
+    stuck = np.full((4, 300), 0.2)
+    stuck[1] = 0.0005
+    partial = stuck.copy()
+    partial[2, 60:] = np.nan  # chain 2 has not reached step 100 yet
+    looks = iter([az.from_dict(posterior={"a": np.zeros((4, 0))}),
+                  _warmup_trace(partial), _warmup_trace(stuck)])
+
+    class Running(_Run):
+        def inspect(self):
+            return next(looks)
+
+    run = Running(None)
+    run.is_finished = False
+    assert sampler._judge_start(run, 300) == [1]
+    assert sampler._judge_start(Running(None), 0) == []  # no tuning: nothing to judge
