@@ -107,14 +107,13 @@ def _query_rows(args) -> pd.DataFrame:  # noqa: F821
 
 # what held-out data showed of such bands (experiments/README.md: "Leave-group-out", "Beyond
 # the reference posterior", "A task no reference grid holds")
-_EXTRAPOLATION_CAVEAT = ("held out, such 90 % bands covered 96-99 % of a new group's larger "
-                         "networks where other groups had reached those sizes, 89-97 % where "
+_EXTRAPOLATION_CAVEAT = ("held out, such 90 % bands covered 97-99 % of a new group's larger "
+                         "networks where other groups had reached those sizes, 91-97 % where "
                          "only the shipped reference grids' drift had (94-100 % two steps "
-                         "beyond), 93-100 % one step beyond the reference posterior's grids, "
-                         "and 94-98 % on a task no reference grid holds, but only 74 % for "
-                         "a fresh small CNN grid (depths 1-2, widths 4-16) asked about depths "
-                         "3-4, widths 24-48: for a CNN grid small in depth, compare fit "
-                         "--dense-depth (experiments/README.md)")
+                         "beyond), 89-100 % one step beyond the reference posterior's grids, "
+                         "96-98 % on a task no reference grid holds, and 92 % for a fresh "
+                         "small CNN grid (depths 1-2, widths 4-16) asked about depths 3-4, "
+                         "widths 24-48, whose median erred high (experiments/README.md)")
 
 
 def _run_query(args) -> None:

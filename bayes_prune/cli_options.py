@@ -21,8 +21,8 @@ def _add_budget(p) -> None:
 
 
 def _add_variants(p) -> None:
-    """The law's variants, for `fit` and `evaluate` (three on by default, `--dense-depth` opt-in;
-    `--paper-law` turns all four off), and the extrapolation discrepancy (on)."""
+    """The law's variants, for `fit` and `evaluate` (all four on by default; `--paper-law` turns
+    them off), and the extrapolation discrepancy (on)."""
     on = argparse.BooleanOptionalAction
     p.add_argument("--p-depends-on-n", action=on, default=True,
                    help="variant: log p' gets a slope in log n_train (on by default)")
@@ -32,15 +32,13 @@ def _add_variants(p) -> None:
                    help="variant: the invariant log m* gets curvature terms in log depth and "
                         "log width (phi2, psi2; prior centred at 0): bands that widen with "
                         "the distance of an extrapolation (on by default)")
-    p.add_argument("--dense-depth", action=on, default=False,
-                   help="variant, opt-in: the dense envelope sizes a network by its weights "
-                        "times (depth / the group's mean depth)^zeta (zeta per group, prior "
-                        "centred at 0): at equal weights a deeper network may err less or more. "
-                        "Better on the settling splits and leave-group-out, and on a user's "
-                        "fresh small CNN grid (90 %% band 74 -> 92 %%); not the default: with "
-                        "it, the four reference fitting grids' fit left a chain in a second "
-                        "mode of the CNNs' pruning slope (R-hat 1.53) (experiments/README, "
-                        "'The envelope's depth term as the default, tried')")
+    p.add_argument("--dense-depth", action=on, default=True,
+                   help="variant: the dense envelope sizes a network by its weights times "
+                        "(depth / the group's mean depth)^zeta (zeta per group, prior centred "
+                        "at 0): at equal weights a deeper network may err less or more. Better "
+                        "on the settling splits, and on a user's fresh small CNN grid (90 %% "
+                        "band 74 -> 92 %%) (on by default; experiments/README, 'The envelope's "
+                        "depth term, the default')")
     p.add_argument("--paper-law", action="store_true",
                    help="the paper's law as published: every variant off (they score "
                         "better beyond the grid, experiments/README.md)")

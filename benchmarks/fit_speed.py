@@ -86,7 +86,7 @@ def pymc_jax_run(grid, name: str, args) -> dict:
     t = time.perf_counter()
     lay = layout(grid)
     model = build_model(lay, Priors().follow(lay), p_depends_on_n=True,  # fit's defaults
-                        gamma_depends_on_n=True, curved=True)
+                        gamma_depends_on_n=True, curved=True, dense_depth=True)
     init = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
     for rv in model.free_RVs:
         model.set_initval(rv, None)
@@ -156,7 +156,8 @@ def _first_logp() -> None:
     lay = layout(read_grid())
     t = time.perf_counter()
     compiled = compile_model(build_model(lay, Priors().follow(lay), p_depends_on_n=True,
-                                         gamma_depends_on_n=True, curved=True), "jax")
+                                         gamma_depends_on_n=True, curved=True,
+                                         dense_depth=True), "jax")
     logp = compiled._make_logp_func()
     logp(np.asarray(compiled._make_initial_points(0), float), **compiled._shared_data)
     print(f"{time.perf_counter() - t:.3f}")

@@ -1,8 +1,8 @@
 """Each configuration's own shift of the curve (``fit --invariant-scatter``) against the default.
 
-Or, with ``--model dense-depth``, the dense envelope sized by weights times a power of depth
-(``fit --dense-depth``). Fits both models on a split of the reference grids (experiments/README)
-at ``fit``'s defaults,
+Or, with ``--model dense-depth``, the dense envelope in weights alone (``fit
+--no-dense-depth``; the default sizes it by weights times a power of depth). Fits both models
+on a split of the reference grids (experiments/README) at ``fit``'s defaults,
 seed 0, keeps them in ``--out`` (``--baseline`` may point at existing default fits of the same
 split, named ``{split}_{stem}.nc``), and prints per group 90 % / 50 % coverage, lpd and median
 |delta| of the held-out points under each:
@@ -35,7 +35,7 @@ from bayes_prune.discrepancy import extrapolation_discrepancy
 
 # the model compared with the default: its label, fit's options, the suffix of its fits' names
 MODELS = {"scatter": ("invariant scatter", {"invariant_scatter": True}, "_scatter"),
-          "dense-depth": ("dense depth", {"dense_depth": True}, "_zeta")}
+          "dense-depth": ("no dense depth", {"dense_depth": False}, "_nozeta")}
 
 
 def main() -> None:

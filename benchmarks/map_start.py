@@ -72,7 +72,7 @@ def main() -> None:
     t = time.perf_counter()
     # fit's default model: the law's variants on
     model = build_model(lay, Priors().follow(lay), p_depends_on_n=True, gamma_depends_on_n=True,
-                        curved=True)
+                        curved=True, dense_depth=True)
     compiled = compile_model(model, "jax")
     print(f"build + compile {time.perf_counter() - t:.1f} s", flush=True)
     target = Target(variables=tuple(_KEEP))

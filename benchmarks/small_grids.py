@@ -58,14 +58,15 @@ def fresh_split(stem: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("corner", "fresh", "both"), default="both")
-    ap.add_argument("--dense-depth", action="store_true",
-                    help="fit with the dense envelope sized by weights x depth^zeta")
+    ap.add_argument("--dense-depth", action=argparse.BooleanOptionalAction, default=True,
+                    help="fit with the dense envelope sized by weights x depth^zeta (fit's "
+                         "default; --no-dense-depth for the envelope in weights alone)")
     ap.add_argument("--out", type=Path, default=Path("small_grid_fits"),
                     help="where the posteriors go (reused when there)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
-    tag = "_dense_depth" if args.dense_depth else ""
+    tag = "_dense_depth" if args.dense_depth else "_no_dense_depth"
     for split in ("corner", "fresh") if args.split == "both" else (args.split,):
         cov, lpd = [], 0.0
         for stem in GROUPS if split == "corner" else FRESH:

@@ -80,9 +80,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_the_depth_term_options_reach_fit():
-    """The envelope's depth term is opt-in (--dense-depth; --no-dense-depth is the default
-    spelled out), --paper-law turns every variant off whatever else is asked, and evaluate
-    --posterior names a changed option as the user typed it."""
+    """The envelope's depth term is on by default (--dense-depth spelled out;
+    --no-dense-depth turns it off), --paper-law turns every variant off whatever else is
+    asked, and evaluate --posterior names a changed option as the user typed it."""
     import argparse
 
     from bayes_prune.cli_options import _add_budget, _add_variants, _changed_fit_options, _variants
@@ -90,12 +90,12 @@ def test_the_depth_term_options_reach_fit():
     p = argparse.ArgumentParser()
     _add_budget(p)
     _add_variants(p)
-    assert _variants(p.parse_args([]))["dense_depth"] is False
+    assert _variants(p.parse_args([]))["dense_depth"] is True
     assert _variants(p.parse_args(["--dense-depth"]))["dense_depth"] is True
     assert _variants(p.parse_args(["--no-dense-depth"]))["dense_depth"] is False
     assert _variants(p.parse_args(["--paper-law", "--dense-depth"]))["dense_depth"] is False
     assert _variants(p.parse_args(["--paper-law"]))["curved"] is False
-    assert _changed_fit_options(p.parse_args(["--no-dense-depth"])) == []
-    assert _changed_fit_options(p.parse_args(["--dense-depth", "--no-curved"])) == \
-        ["--no-curved", "--dense-depth"]
+    assert _changed_fit_options(p.parse_args(["--dense-depth"])) == []
+    assert _changed_fit_options(p.parse_args(["--no-dense-depth", "--no-curved"])) == \
+        ["--no-curved", "--no-dense-depth"]
     assert _changed_fit_options(p.parse_args([])) == []
