@@ -25,6 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chain_start import (
+    RESTARTS,
+    STUCK_RATIO,
+    STUCK_STEP,
+    finished,
+    judge_start,
+    look,
+    stuck_chains,
+)
 from .errors import UserError
 
 __all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "TUNE", "TARGET_ACCEPT", "ESCALATED_ACCEPT",
@@ -61,26 +70,6 @@ ESCALATION = ((ESCALATED_ACCEPT, 0), (0.99, 2000))
 # 2,000 draws they met every threshold (experiments/README, "Other people's grids")
 SMALL_GRID = 200
 _CHECK_EVERY = 5.0  # seconds between looks at the trace; a check of one block takes ~0.2 s
-_JUDGE_EVERY = 1.0  # seconds between looks at the chains' first tuning steps
-
-# A chain is stuck when, over the STUCK_WINDOW tuning steps before STUCK_STEP, its step size
-# (geometric mean) is under STUCK_RATIO of the chains' median, or its mean log density is
-# below the chains' median by more than STUCK_LOGP times their typical spread there (the
-# median over chains of each one's sd of log density in the window; in the typical set about
-# sqrt(dimension / 2)). Judged at a fixed tuning step and on the chains' own statistics, so a
-# seed still gives one posterior (a guard that judged draw counts, how far each chain had got
-# when it looked, made two fits at one seed differ and stopped a chain that was only tuning
-# longer; experiments/README, "The envelope's depth term as the default, tried"). Measured
-# (experiments/README, "A chain stuck at its start"): healthy chains of the reference,
-# external and small grids within 0.7 of the median step and a few spreads of its log density;
-# stuck chains at 0.0002-0.02 of the step or thousands of spreads below (a chain stuck at its
-# start: log density -1.06e6 against 17,360 in the other three). Two modes that the data
-# leave open, such as the Fashion CNN grid's two values of gamma, differ by less than one spread.
-STUCK_STEP = 100
-STUCK_WINDOW = 25
-STUCK_RATIO = 0.05
-STUCK_LOGP = 100.0
-RESTARTS = 2  # starts again at most this often (seed + 1, seed + 2); then samples on
 
 
 @dataclass(frozen=True)
@@ -242,7 +231,7 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
                             cores=cores or chains, seed=seed + attempt, progress_bar=progress,
                             low_rank_modified_mass_matrix=low_rank,
                             target_accept=target_accept, save_warmup=True, blocking=False)
-        stuck = _judge_start(run, tune)
+        stuck = judge_start(run, tune)
         if not stuck or attempt == RESTARTS:
             break
         run.cancel()
@@ -253,55 +242,6 @@ def sample(compiled, *, tune: int, max_draws: int, chains: int, seed: int,
               file=sys.stderr)
     idata, info = _run_to_target(run, target, max_draws)
     return _without_warmup(idata), {**info, "restarts": restarts}
-
-
-def stuck_chains(step_size: np.ndarray, logp: np.ndarray, tune: int) -> list[int]:
-    """The chains stuck by their first tuning steps. ``step_size`` and ``logp``
-    ``(chains, steps)`` are nutpie's warm-up step size and log density (NaN where a chain has
-    not got yet), judged over the :data:`STUCK_WINDOW` steps before ``min(STUCK_STEP, tune)``,
-    which every chain must have taken: a chain is stuck when its geometric-mean step size there
-    is under :data:`STUCK_RATIO` of the chains' median, or its mean log density lies more than
-    :data:`STUCK_LOGP` typical spreads below theirs. Fewer than two chains: none."""
-    at = min(STUCK_STEP, tune)
-    lo = max(at - STUCK_WINDOW, 0)
-    step = np.asarray(step_size, dtype=float)[:, lo:at]
-    lp = np.asarray(logp, dtype=float)[:, lo:at]
-    if step.shape[0] < 2 or at < 1:
-        return []
-    if not (np.isfinite(step).all() and np.isfinite(lp).all()):
-        raise ValueError("stuck_chains needs every chain's first tuning steps")
-    level = np.exp(np.log(np.maximum(step, 1e-300)).mean(axis=1))
-    height = lp.mean(axis=1)
-    spread = max(float(np.median(lp.std(axis=1))), 1.0)
-    stuck = (level < STUCK_RATIO * np.median(level)) | \
-        (np.median(height) - height > STUCK_LOGP * spread)
-    return [int(c) for c in np.flatnonzero(stuck)]
-
-
-def _judge_start(run, tune: int) -> list[int]:
-    """:func:`stuck_chains` of ``run`` once every chain has its first tuning steps (or the run
-    has ended: a short run is judged on all it drew)."""
-    at = min(STUCK_STEP, tune)
-    if at < 1:
-        return []
-    while True:
-        finished = _finished(run)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                trace = run.inspect()
-        except Exception:  # a trace caught between two batches: look again
-            time.sleep(_JUDGE_EVERY)
-            continue
-        stats = trace.get("warmup_sample_stats")  # none before the chains' first steps
-        if stats is not None and "step_size" in stats and "logp" in stats:
-            steps, logp = stats["step_size"].to_numpy(), stats["logp"].to_numpy()
-            if steps.shape[1] >= at and np.isfinite(steps[:, :at]).all() \
-                    and np.isfinite(logp[:, :at]).all():
-                return stuck_chains(steps, logp, tune)
-        if finished:
-            return []
-        time.sleep(_JUDGE_EVERY)
 
 
 def _without_warmup(idata):
@@ -320,14 +260,12 @@ def _run_to_target(run, target: Target | None, max_draws: int):
     # never on when a check ran, so a seed gives the same posterior. Blocks the checks had not
     # reached when the chains finished are checked on the final trace.
     checked, suspects = max(target.min_draws // target.block, 1) - 1, None
-    while not _finished(run):
+    while not finished(run):
         time.sleep(_CHECK_EVERY)
-        try:
-            with warnings.catch_warnings():  # arviz: "more chains than draws" early on
-                warnings.simplefilter("ignore")
-                so_far = _truncate(run.inspect())
-        except Exception:  # a trace caught between two batches: look again next time
+        so_far = look(run)
+        if so_far is None:  # a trace caught between two batches: look again next time
             continue
+        so_far = _truncate(so_far)
         checked, k, suspects = _first_block_meeting(so_far, checked, target, suspects)
         if k:
             return run.abort().isel(draw=slice(0, k)), {"draws": k, "stopped": "target"}
@@ -398,13 +336,6 @@ def _meets_flat(x: np.ndarray, target: Target, suspects: np.ndarray
     bad = (rhat > target.rhat) | (ess < target.ess)
     worst = np.argsort(ess - 1e6 * np.maximum(rhat - target.rhat, 0))
     return not bad.any(), worst[:_SUSPECTS][bad[worst[:_SUSPECTS]]]
-
-
-def _finished(run) -> bool:
-    try:
-        return run.is_finished
-    except TimeoutError:  # nutpie's sampler busy: still running
-        return False
 
 
 def _truncate(idata):

@@ -205,9 +205,9 @@ def test_stuck_chains_start_again_from_the_next_seed(monkeypatch, capsys, stuck_
 def test_the_start_is_judged_once_every_chain_has_its_first_tuning_steps(monkeypatch):
     """Looks before the chains' first steps (no warm-up group yet) or before every chain has
     reached the judged step wait; the judgement then reads the first steps alone."""
-    from bayes_prune import sampler
+    from bayes_prune import chain_start
 
-    monkeypatch.setattr(sampler, "_JUDGE_EVERY", 0.0)
+    monkeypatch.setattr(chain_start, "_JUDGE_EVERY", 0.0)
     stuck = np.full((4, 300), 0.2)
     stuck[1] = 0.0005
     partial = stuck.copy()
@@ -221,5 +221,5 @@ def test_the_start_is_judged_once_every_chain_has_its_first_tuning_steps(monkeyp
 
     run = Running(None)
     run.is_finished = False
-    assert sampler._judge_start(run, 300) == [1]
-    assert sampler._judge_start(Running(None), 0) == []  # no tuning: nothing to judge
+    assert chain_start.judge_start(run, 300) == [1]
+    assert chain_start.judge_start(Running(None), 0) == []  # no tuning: nothing to judge
