@@ -27,8 +27,9 @@ _JUDGE_EVERY = 1.0  # seconds between looks at the chains' first tuning steps
 # seed still gives one posterior (a guard that judged draw counts, how far each chain had got
 # when it looked, made two fits at one seed differ and stopped a chain that was only tuning
 # longer; experiments/README, "The envelope's depth term as the default, tried"). Measured
-# (experiments/README, "A chain stuck at its start"): healthy chains of the reference,
-# external and small grids within 0.7 of the median step and a few spreads of its log density;
+# (experiments/README, "A chain stuck at its start, restarted"): healthy chains of the
+# reference, external and small grids at 0.52 of the median step or more and within 1.2
+# spreads of its log density;
 # stuck chains at 0.0002-0.02 of the step or thousands of spreads below (a chain stuck at its
 # start: log density -1.06e6 against 17,360 in the other three). Two modes that the data
 # leave open, such as the Fashion CNN grid's two values of gamma, differ by less than one spread.

@@ -10,9 +10,10 @@ without JAX.
 has bulk and tail ESS and R-hat within :data:`~bayes_prune.diagnostics.THRESHOLDS`-like targets
 (checked every few seconds after ``min_draws``), or at ``max_draws``: a fit draws what its
 diagnostics need, not a fixed count. Before that it judges each chain's start: a chain whose
-step size has collapsed by tuning step :data:`STUCK_STEP` (one stuck at its jittered start, or
-one taking a thousand gradient evaluations a draw in a corner of the posterior) would hold the
-whole fit for an hour, so the chains start again from the next seed (:func:`stuck_chains`).
+step size has collapsed, or whose log density sits far below the others', by tuning step
+:data:`STUCK_STEP` (one stuck at its jittered start, or one taking a thousand gradient
+evaluations a draw in a corner of the posterior) would hold the whole fit for an hour, so the
+chains start again from the next seed (:mod:`bayes_prune.chain_start`).
 """
 
 from __future__ import annotations
