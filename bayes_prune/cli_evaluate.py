@@ -53,7 +53,12 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, an object per group and method with keys arch, "
                         "task, method, n_holdout, median_abs_delta, delta_mean, delta_std, "
-                        "coverage_50, coverage_90 (null for lsq), lpd, seconds, for bayes "
+                        "coverage_50, coverage_90 (null for lsq), coverage_50_range and "
+                        "coverage_90_range (the 5th-95th percentile of what a band calibrated "
+                        "for these rows would cover of them: each predictive draw taken as the "
+                        "truth in turn), coverage_50_rank and coverage_90_rank (the observed "
+                        "coverage's rank among those: near 0 too narrow, near 1 too wide), "
+                        "lpd, seconds, for bayes "
                         "the fit's max_rhat, min_ess_bulk, divergences, and by_density: per "
                         "interval of density (< 0.01 ... 0.6-1, dense), points, log_miss (mean "
                         "log measured - log predicted median), coverage_90, width_90")
@@ -128,11 +133,30 @@ def _run_evaluate(args) -> None:
 
     print((f"fitted {len(fit_grid)} points, " if fit_grid is not None else
            f"posterior {args.posterior}, ") + f"held out {len(held)}")
-    print(pd.DataFrame(rows).drop(columns="by_density").to_string(
-        index=False, na_rep="-", float_format=lambda x: f"{x:.4g}"))
+    table = pd.DataFrame(rows)
+    print(table.drop(columns=["by_density", *(c for c in table if c.endswith("_range"))])
+          .to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}"))
+    _print_if_calibrated(rows)
     _print_by_density(rows)
     if fit_grid is not None:
         _print_fit_quality(fit_grid)
+
+
+def _print_if_calibrated(rows: list[dict]) -> None:
+    """Per banded row, the coverage against what a band calibrated for those rows would
+    show (:func:`bayes_prune.evaluate.score`)."""
+    banded = [r for r in rows if r.get("coverage_90_range")]
+    if not banded:
+        return
+    print("\nthe coverage against what a band calibrated for these very rows would cover of "
+          "them (5-95 % of its own draws, each taken as the truth; rank near 0: too narrow, "
+          "near 1: too wide)")
+    for r in banded:
+        print(f"  {r['arch']}/{r['task']} {r['method']}: " + ", ".join(
+            f"{level} % band {100 * r[f'coverage_{level}']:.1f} % (calibrated "
+            f"{100 * r[f'coverage_{level}_range'][0]:.0f}-"
+            f"{100 * r[f'coverage_{level}_range'][1]:.0f} %, rank "
+            f"{r[f'coverage_{level}_rank']:.2f})" for level in (50, 90)))
 
 
 def _print_by_density(rows: list[dict]) -> None:

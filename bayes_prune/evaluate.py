@@ -11,7 +11,10 @@ included) are never shown to a method. Methods:
 - ``bayes``: the hierarchical model's posterior prediction band (:mod:`bayes_prune.fit`).
 
 Scores per group and method: ``delta = (pred - obs) / obs`` with ``pred`` the draws' median;
-median ``|delta|``, mean and std of ``delta``; coverage of the central 50 % and 90 % bands; and
+median ``|delta|``, mean and std of ``delta``; coverage of the central 50 % and 90 % bands, with
+what a band calibrated for these very rows would cover of them (``coverage_*_range``, 5th-95th
+percentile, and the observed coverage's rank among them, ``coverage_*_rank``: on a few
+configurations a calibrated 90 % band covers all their points more often than not); and
 the mean log predictive density ``lpd`` of the observed errors under a normal approximation of
 each point's predictive log error (for ``lsq``, its fitting residual sd). And where along the
 curve the points miss (``by_density``, :func:`by_density`): per interval of density, the mean
@@ -190,15 +193,37 @@ def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None =
     for level in (50, 90):
         if banded:
             lo, hi = np.percentile(log_draws, [50 - level / 2, 50 + level / 2], axis=1)
-            out[f"coverage_{level}"] = float(np.mean((log_obs >= lo) & (log_obs <= hi)))
+            covered = float(np.mean((log_obs >= lo) & (log_obs <= hi)))
+            out[f"coverage_{level}"] = covered
+            out.update(_if_calibrated(log_draws, lo, hi, covered, level))
         else:
             out[f"coverage_{level}"] = None
+            out.update({f"coverage_{level}_range": None, f"coverage_{level}_rank": None})
     mu = log_draws.mean(axis=1)
     sd = log_draws.std(axis=1) if banded else np.full_like(mu, noise_sd or np.nan)
     sd = np.maximum(sd, 1e-6)
     lpd = -0.5 * ((log_obs - mu) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) - log_obs
     out["lpd"] = float(lpd.mean())
     return out
+
+
+def _if_calibrated(log_draws: np.ndarray, lo: np.ndarray, hi: np.ndarray, covered: float,
+                   level: int) -> dict:
+    """What a band calibrated for these very rows would cover of them, against what it did.
+
+    Each predictive draw (a joint draw of every row: the rows of one configuration, and the
+    configurations of one group, share what the draw shares) is taken as the truth in turn,
+    and its coverage by the band is counted. Their mean is the band's level, but on a few
+    configurations their spread is wide and skewed: a band whose uncertainty is mostly a
+    shift shared by a configuration's points covers nearly all of them or few. Returns
+    ``coverage_<level>_range``, the 5th and 95th percentiles of those coverages, and
+    ``coverage_<level>_rank``, the share of them below the observed coverage (ties counted
+    half): near 0 the band is too narrow for these rows, near 1 too wide, beyond what the
+    draws' own spread explains."""
+    replicas = ((log_draws >= lo[:, None]) & (log_draws <= hi[:, None])).mean(axis=0)
+    rank = np.mean(replicas < covered) + 0.5 * np.mean(replicas == covered)
+    return {f"coverage_{level}_range": [float(q) for q in np.percentile(replicas, [5, 95])],
+            f"coverage_{level}_rank": float(rank)}
 
 
 # intervals of density along a curve: the high plateau and power law, the knee, the dense plateau
@@ -236,7 +261,8 @@ def evaluate(fit_grid: pd.DataFrame, holdout: pd.DataFrame,
              log: Callable[[str], None] | None = None, **fit_kwargs) -> list[dict]:
     """Scores per (arch, task) group of ``holdout`` and method, as ``evaluate --json`` prints
     them: keys arch, task, method, n_holdout, median_abs_delta, delta_mean, delta_std,
-    coverage_50, coverage_90, lpd, seconds (the method's fit and prediction time), for
+    coverage_50, coverage_90, coverage_50_range, coverage_90_range, coverage_50_rank,
+    coverage_90_rank (:func:`score`), lpd, seconds (the method's fit and prediction time), for
     the Bayesian rows the fit's max_rhat, min_ess_bulk and divergences, and by_density
     (:func:`by_density`). ``log``
     is told each method as it starts and ends (a fit can take minutes)."""

@@ -53,6 +53,37 @@ def test_score_of_a_perfect_band():
     assert out["coverage_90"] == pytest.approx(0.9, abs=0.02)
 
 
+def test_what_a_calibrated_band_would_cover_of_these_rows():
+    """score's coverage_*_range and coverage_*_rank: draws whose rows are independent give a
+    calibrated band a narrow range about its level; draws that share one shift per
+    configuration (a few configurations, many points each) give a wide, skewed range, so 100 %
+    of such rows covered is what a calibrated band shows most often; a band too narrow for
+    the rows ranks near 0, one too wide near 1."""
+    rng = np.random.default_rng(2)
+    mu = np.log(rng.uniform(0.05, 0.5, 2000))
+    held = pd.DataFrame({"test_error": np.exp(mu + 0.1 * rng.standard_normal(mu.size)),
+                         "n_test": 10**9})
+    alone = evaluate.score(held, mu[:, None] + 0.1 * rng.standard_normal((mu.size, 1000)))
+    lo, hi = alone["coverage_90_range"]
+    assert 0.87 < lo < 0.9 < hi < 0.93 and 0.05 < alone["coverage_90_rank"] < 0.95
+    assert alone["coverage_50_range"][0] < 0.5 < alone["coverage_50_range"][1]
+    # three configurations of many points each: the draws' spread is one shift per
+    # configuration and draw, the rows' own noise small beside it
+    config = np.repeat(np.arange(3), 200)
+    shift = rng.standard_normal((3, 1000))
+    draws = mu[:600, None] + shift[config] + 0.05 * rng.standard_normal((600, 1000))
+    held3 = pd.DataFrame({"test_error": np.exp(mu[:600] + 0.05 * rng.standard_normal(600)),
+                          "n_test": 10**9})
+    shared = evaluate.score(held3, draws)
+    assert shared["coverage_90_range"][0] < 0.7 and shared["coverage_90_range"][1] == 1.0
+    assert shared["coverage_90"] == 1.0 and 0.1 < shared["coverage_90_rank"] < 0.9
+    narrow = evaluate.score(held, mu[:, None] + 0.03 * rng.standard_normal((mu.size, 1000)))
+    wide = evaluate.score(held, mu[:, None] + 0.5 * rng.standard_normal((mu.size, 1000)))
+    assert narrow["coverage_90_rank"] == 0.0 and wide["coverage_90_rank"] == 1.0
+    point = evaluate.score(held, mu[:, None])
+    assert point["coverage_90_range"] is None and point["coverage_90_rank"] is None
+
+
 def test_by_density_finds_the_interval_where_a_band_misses():
     """A band calibrated everywhere but at the knee (density 0.05-0.2), where the points err
     0.5 less in log than its centre: by_density names that interval, its miss and its
