@@ -38,9 +38,9 @@ from .grid import CONFIG_KEY, GROUP_KEY, RUN_KEY, SIZE_AXES, random_errors
 from .law import log_dense_error, log_error
 
 __all__ = ["METHODS", "parse_split", "split_grid", "predict_lsq", "predict_bootstrap",
-           "predict_bayes", "score", "by_density", "score_posterior", "evaluate",
-           "leave_group_out", "interior_configs", "as_scored", "unseen_log_draws", "fit_quality",
-           "extrapolation_discrepancy"]
+           "predict_bayes", "score", "replica_coverages", "by_density", "score_posterior",
+           "evaluate", "leave_group_out", "interior_configs", "as_scored", "unseen_log_draws",
+           "fit_quality", "extrapolation_discrepancy"]
 
 METHODS = ("bayes", "lsq", "bootstrap")
 
@@ -207,6 +207,12 @@ def score(holdout: pd.DataFrame, log_draws: np.ndarray, noise_sd: float | None =
     return out
 
 
+def replica_coverages(draws: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per draw of ``draws`` ``(rows, draws)``, the share of rows whose draw lies inside the
+    band ``[lo, hi]`` (per row): what the band covers when that draw is the truth."""
+    return ((draws >= lo[:, None]) & (draws <= hi[:, None])).mean(axis=0)
+
+
 def _if_calibrated(log_draws: np.ndarray, lo: np.ndarray, hi: np.ndarray, covered: float,
                    level: int) -> dict:
     """What a band calibrated for these very rows would cover of them, against what it did.
@@ -220,7 +226,7 @@ def _if_calibrated(log_draws: np.ndarray, lo: np.ndarray, hi: np.ndarray, covere
     ``coverage_<level>_rank``, the share of them below the observed coverage (ties counted
     half): near 0 the band is too narrow for these rows, near 1 too wide, beyond what the
     draws' own spread explains."""
-    replicas = ((log_draws >= lo[:, None]) & (log_draws <= hi[:, None])).mean(axis=0)
+    replicas = replica_coverages(log_draws, lo, hi)
     rank = np.mean(replicas < covered) + 0.5 * np.mean(replicas == covered)
     return {f"coverage_{level}_range": [float(q) for q in np.percentile(replicas, [5, 95])],
             f"coverage_{level}_rank": float(rank)}

@@ -122,20 +122,24 @@ def coefficients(post: Posterior, coefs: Sequence[str] = LAW_COEFS,
 def calibration(post: Posterior, holdout: pd.DataFrame,
                 levels: Sequence[float] = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
                 ) -> tuple[plt.Figure, dict]:
-    """Nominal vs empirical coverage of the central prediction band on held-out points, and
-    beside it where along the curve they miss (:func:`bayes_prune.plots.by_density`); returns
-    the figure and ``{level: coverage}``."""
-    from .evaluate import by_density
+    """Nominal vs empirical coverage of the central prediction band on held-out points, shaded
+    where a band calibrated for these very rows would lie (5-95 % of its own draws, each taken
+    as the truth: :func:`bayes_prune.evaluate.replica_coverages`), and beside it where along
+    the curve they miss (:func:`bayes_prune.plots.by_density`); returns the figure and
+    ``{level: coverage}``."""
+    from .evaluate import by_density, replica_coverages
 
     draws = post.predict_draws(holdout, band="prediction")
     obs = holdout["test_error"].to_numpy(float)
-    cover = {}
+    cover, envelope = {}, []
     for lv in levels:
         lo, hi = np.quantile(draws, [(1 - lv) / 2, (1 + lv) / 2], axis=1)
         cover[float(lv)] = float(np.mean((obs >= lo) & (obs <= hi)))
+        envelope.append(np.percentile(replica_coverages(draws, lo, hi), [5, 95]))
     fig, (ax, where) = plt.subplots(1, 2, figsize=(9.5, 4.5), layout="constrained")
     plots.calibration(np.array(list(cover)), {"bayes (prediction band)":
-                                              np.array(list(cover.values()))}, ax=ax)
+                                              np.array(list(cover.values()))}, ax=ax,
+                      envelope=np.array(envelope).T)
     ax.set_title(f"{len(holdout)} held-out points")
     plots.by_density(by_density(holdout.reset_index(drop=True), np.log(draws)), ax=where)
     return fig, cover

@@ -107,11 +107,17 @@ def forest(intervals: Mapping[str, Sequence[float]], coef: str, level: float = 0
     return ax
 
 
-def calibration(nominal: np.ndarray, empirical: Mapping[str, np.ndarray], ax=None):
+def calibration(nominal: np.ndarray, empirical: Mapping[str, np.ndarray], ax=None,
+                envelope: np.ndarray | None = None):
     """Nominal vs empirical coverage of held-out points, one line per method; a calibrated
-    method lies on the diagonal."""
+    method lies on the diagonal, or, on a few configurations whose points share their
+    uncertainty, inside ``envelope`` (``(2, levels)``: the 5th and 95th percentiles of what a
+    calibrated band would cover of the same rows), shaded when given."""
     ax = _axes(ax)
-    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated")
+    if envelope is not None:
+        ax.fill_between(nominal, envelope[0], envelope[1], color="0.85",
+                        label="a calibrated band, 5-95 %")
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="nominal")
     for i, (name, cov) in enumerate(empirical.items()):
         ax.plot(nominal, cov, marker="o", color=f"C{i}", label=name)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage of the central band",

@@ -28,7 +28,9 @@ extrapolation sets. ``--only-suggest`` skips the baselines (a fifth of the fits)
 
 Last line: ``budget30_ratio=<per group: suggest's median |delta| at 30 % / the full pool's>
 beats_random=<per group: fraction of budgets below 100 % where suggest's median |delta| is
-below random's mean>``, groups in the order above.
+below random's mean> coverage30=<per group: suggest's 90 % coverage at 30 %>
+rank30=<its rank among what a band calibrated for the extrapolation set would cover of it,
+evaluate's coverage_90_rank: near 0 too narrow, near 1 too wide>``, groups in the order above.
 
 Usage: python benchmarks/active_design.py [--groups G ...] [--out FILE] [--figure PNG]
 """
@@ -140,7 +142,8 @@ class Bench:
              "runs": len(chosen), "points": points,
              "compute": float(runs.loc[chosen, "compute"].sum()),
              "median_abs_delta": s["median_abs_delta"], "coverage_90": s["coverage_90"],
-             "coverage_50": s["coverage_50"], "lpd": s["lpd"], "fit_seconds": round(fit_s, 1),
+             "coverage_50": s["coverage_50"], "coverage_90_rank": s["coverage_90_rank"],
+             "lpd": s["lpd"], "fit_seconds": round(fit_s, 1),
              "max_rhat": post.diagnostics["max_rhat"],
              "chosen": [int(i) for i in chosen]}
         with self.out.open("a") as f:
@@ -148,7 +151,8 @@ class Bench:
         self.done[key] = r
         print(f"{group} {method:9s} budget {budget:.0%} seed {seed}: {len(chosen)} runs, "
               f"median |delta| {100 * r['median_abs_delta']:.1f} %, cov90 "
-              f"{r['coverage_90']:.2f} (fit {fit_s:.0f} s, R-hat {r['max_rhat']:.3f})",
+              f"{r['coverage_90']:.2f} (rank {r['coverage_90_rank']:.2f}; fit {fit_s:.0f} s, "
+              f"R-hat {r['max_rhat']:.3f})",
               flush=True)
         return r, post
 
@@ -213,6 +217,9 @@ def report(rows: list[dict], groups, figure: Path | None) -> None:
                 table.append({"group": g, "method": m, "budget": b,
                               "median_abs_delta": part["median_abs_delta"].mean(),
                               "coverage_90": part["coverage_90"].mean(),
+                              # (lines written before the rank was recorded have none)
+                              "coverage_90_rank": part.get("coverage_90_rank",
+                                                           pd.Series(np.nan)).mean(),
                               "n": len(part)})
     t = pd.DataFrame(table)
     if t.empty:
@@ -222,7 +229,7 @@ def report(rows: list[dict], groups, figure: Path | None) -> None:
           .to_string())
     print(t.pivot_table(index=["group", "method"], columns="budget",
                         values="coverage_90").round(2).to_string())
-    ratios, beats = [], []
+    ratios, beats, cov30, rank30 = [], [], [], []
     for g in groups:
         s = t[(t["group"] == g) & (t["method"] == "suggest")].set_index("budget")
         r = t[(t["group"] == g) & (t["method"] == "random")].set_index("budget")
@@ -230,6 +237,8 @@ def report(rows: list[dict], groups, figure: Path | None) -> None:
         d_s, d_r = s["median_abs_delta"], r["median_abs_delta"]
         if 0.3 in s.index and g in full.index:
             ratios.append(f"{d_s[0.3] / full.loc[g, 'median_abs_delta']:.2f}")
+            cov30.append(f"{s.loc[0.3, 'coverage_90']:.2f}")
+            rank30.append(f"{s.loc[0.3, 'coverage_90_rank']:.2f}")
         beats.append(f"{np.mean([d_s[b] < d_r[b] for b in mid]):.2f}" if mid else "nan")
     if figure is not None:
         import matplotlib
@@ -254,7 +263,8 @@ def report(rows: list[dict], groups, figure: Path | None) -> None:
         fig.tight_layout()
         fig.savefig(figure, dpi=110)
         print(f"figure: {figure}")
-    print(f"budget30_ratio={','.join(ratios)} beats_random={','.join(beats)}")
+    print(f"budget30_ratio={','.join(ratios)} beats_random={','.join(beats)} "
+          f"coverage30={','.join(cov30)} rank30={','.join(rank30)}")
 
 
 def main() -> None:

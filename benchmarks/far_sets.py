@@ -15,7 +15,10 @@ second run only scores):
 
 Least squares (the paper's fit, on the same fitting set) is scored beside each. Prints, per
 fit, held-out set and group: points, median |delta| (Bayes, least squares), mean delta, 50 % /
-90 % coverage and lpd.
+90 % coverage, the 90 % coverage's rank among what a band calibrated for those rows would
+cover (``evaluate``'s ``coverage_90_rank``: near 0 too narrow, near 1 too wide) and lpd. Last
+line: ``far_sets=<n> fits=3 min_coverage90=<lowest> in_85_95=<k>/<sets> rank90_in_5_95=<k>/<sets>
+min_rank90=<lowest rank>``.
 
 Usage: python benchmarks/far_sets.py [--out DIR]   (six fits, about 5-8 minutes on 2 cores)
 """
@@ -69,7 +72,8 @@ def rows_for(label: str, post: Posterior, fit_grid: pd.DataFrame, held: dict[str
                     "points": b["n_holdout"], "median |delta|": b["median_abs_delta"],
                     "lsq": score(h, predict_lsq(fit_grid, h))["median_abs_delta"],
                     "mean delta": b["delta_mean"], "50 %": b["coverage_50"],
-                    "90 %": b["coverage_90"], "lpd": b["lpd"]})
+                    "90 %": b["coverage_90"], "rank 90": b["coverage_90_rank"],
+                    "lpd": b["lpd"]})
     return out
 
 
@@ -102,10 +106,14 @@ def main() -> None:
     percent = ["median |delta|", "lsq", "mean delta", "50 %", "90 %"]
     print(table.to_string(index=False, formatters={
         **{c: (lambda x: f"{100 * x:+.1f} %") if c == "mean delta" else
-           (lambda x: f"{100 * x:.1f} %") for c in percent}, "lpd": "{:.2f}".format}))
+           (lambda x: f"{100 * x:.1f} %") for c in percent}, "lpd": "{:.2f}".format,
+        "rank 90": "{:.2f}".format}))
     cov = 100 * table["90 %"].to_numpy()
+    rank = table["rank 90"].to_numpy()
     print(f"far_sets={len(far)} fits=3 min_coverage90={cov.min():.1f} "
-          f"in_85_95={int(((cov >= 85) & (cov <= 95)).sum())}/{len(cov)}")
+          f"in_85_95={int(((cov >= 85) & (cov <= 95)).sum())}/{len(cov)} "
+          f"rank90_in_5_95={int(((rank >= 0.05) & (rank <= 0.95)).sum())}/{len(rank)} "
+          f"min_rank90={rank.min():.2f}")
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,10 @@ drift; ``--dense-depth`` adds fit's option of that name), the posteriors kept in
 that a second run only scores. Scores, as ``bayes-prune evaluate`` gives them: without the
 reference measurement of the group's own drift where the held-out rows lie inside the
 reference grids' sizes (it may have seen them: the corner split's rows are its own). Least
-squares (the paper's fit, on the same rows) beside it. Last line: ``split=<s> groups=<n>
-min_coverage90=<lowest 90 % coverage> lpd=<summed>``.
+squares (the paper's fit, on the same rows) beside it. Each coverage carries its rank among
+what a band calibrated for those rows would cover (``evaluate``'s ``coverage_*_rank``: near 0
+too narrow, near 1 too wide). Last line: ``split=<s> groups=<n> min_coverage90=<lowest 90 %
+coverage> lpd=<summed> min_rank90=<lowest rank> max_rank90=<highest>``.
 
 Usage: python benchmarks/small_grids.py [--split corner|fresh|both] [--dense-depth] [--out DIR]
 (four fits of about a minute for ``corner``, two for ``fresh``, on 2 cores)
@@ -68,7 +70,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     tag = "_dense_depth" if args.dense_depth else "_no_dense_depth"
     for split in ("corner", "fresh") if args.split == "both" else (args.split,):
-        cov, lpd = [], 0.0
+        cov, rank, lpd = [], [], 0.0
         for stem in GROUPS if split == "corner" else FRESH:
             small, large = (corner_split if split == "corner" else fresh_split)(stem)
             path = args.out / f"{split}_{stem}{tag}.nc"
@@ -81,15 +83,17 @@ def main() -> None:
             ls = score(large, predict_lsq(small, large))
             d = post.diagnostics
             cov.append(100 * s["coverage_90"])
+            rank.append(s["coverage_90_rank"])
             lpd += s["lpd"]
             print(f"{split:6s} {stem:12s} {len(small):5d} points -> {len(large):4d}: 90 % "
-                  f"{100 * s['coverage_90']:5.1f}  50 % {100 * s['coverage_50']:5.1f}  median "
+                  f"{100 * s['coverage_90']:5.1f} (rank {s['coverage_90_rank']:.2f})  50 % "
+                  f"{100 * s['coverage_50']:5.1f} (rank {s['coverage_50_rank']:.2f})  median "
                   f"|delta| {100 * s['median_abs_delta']:5.1f} % (lsq "
                   f"{100 * ls['median_abs_delta']:5.1f} %)  lpd {s['lpd']:5.2f}  (fit: R-hat "
                   f"{d['max_rhat']:.4f}, bulk ESS {d['min_ess_bulk']:.0f}, divergences "
                   f"{d['divergences']})", flush=True)
-        print(f"split={split} groups={len(cov)} min_coverage90={min(cov):.1f} lpd={lpd:.2f}",
-              flush=True)
+        print(f"split={split} groups={len(cov)} min_coverage90={min(cov):.1f} lpd={lpd:.2f} "
+              f"min_rank90={min(rank):.2f} max_rank90={max(rank):.2f}", flush=True)
 
 
 if __name__ == "__main__":

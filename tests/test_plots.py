@@ -61,4 +61,10 @@ def test_by_density_draws_a_bar_per_interval_dense_first_with_its_miss():
     want = evaluate.by_density(held, np.log(Posterior.load("reference").predict_draws(
         held, band="prediction")))
     assert len(right.patches) == len(want) and 0 < cover[0.9] <= 1
+    # the shade where a band calibrated for these rows would lie holds the nominal levels
+    shade = [c for c in left.collections if c.get_label() == "a calibrated band, 5-95 %"]
+    assert len(shade) == 1
+    lo, hi = shade[0].get_paths()[0].vertices[:, 1].min(), \
+        shade[0].get_paths()[0].vertices[:, 1].max()
+    assert 0 <= lo < 0.1 and 0.9 < hi <= 1
     plt.close(fig)
