@@ -151,7 +151,9 @@ def _add_fit(sub) -> None:
                    help="chains sampled at once (default: every chain with nutpie, so that "
                         "they stop together; the machine's CPU count with --sampler pymc)")
     p.add_argument("--likelihood", choices=("normal", "student"), default="normal",
-                   help="observation model on log error (default: normal)")
+                   help="observation model on log error (default: normal; student: a "
+                        "Student-t with 4 degrees of freedom, which the prediction band's "
+                        "point noise then follows too)")
     _add_variants(p)
     p.add_argument("--loo", action="store_true",
                    help="store the pointwise log likelihood and print PSIS-LOO")

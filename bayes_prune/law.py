@@ -213,6 +213,11 @@ def log_dense_error_partials(params, n_train, dense: DenseLaw) -> dict[str, np.n
             "log_c_inf": w_eta * np.exp(dense.log_c_inf - log_tilde), "log_eta": -w_eta}
 
 
+# the degrees of freedom of the point noise of ``fit --likelihood student``: the model's
+# likelihood and the prediction band's noise both
+STUDENT_NU = 4.0
+
+
 def binomial_log_var(eps, n_test):
     """Variance of a measured log error from the test set alone: a binomial proportion
     ``eps`` of ``n_test`` examples, on the log scale (delta method), ``(1 - eps) / (n eps)``."""

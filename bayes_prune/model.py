@@ -107,7 +107,15 @@ from .coords import (
     prune_law,
 )
 from .errors import UserError
-from .law import PruneLaw, binomial_log_var, log_dense_error, log_eq1, log_error, log_invariant
+from .law import (
+    STUDENT_NU,
+    PruneLaw,
+    binomial_log_var,
+    log_dense_error,
+    log_eq1,
+    log_error,
+    log_invariant,
+)
 from .lsq import observed_errors
 from .priors import Priors
 from .run_points import (
@@ -249,7 +257,8 @@ def build_model(lay: Layout, priors: Priors | None = None, likelihood: str = "no
         elif likelihood == "normal":
             pm.Normal("log_err", mean, sd, observed=obs, dims="point")
         else:
-            pm.StudentT("log_err", nu=4.0, mu=mean, sigma=sd, observed=obs, dims="point")
+            pm.StudentT("log_err", nu=STUDENT_NU, mu=mean, sigma=sd, observed=obs,
+                        dims="point")
     return model
 
 

@@ -24,7 +24,7 @@ from . import kernels
 from .coords import ZETA, dense_law, prune_law
 from .errors import UserError
 from .grid import CONFIG_KEY
-from .law import binomial_log_var, log_dense_error, log_eq1, log_invariant
+from .law import STUDENT_NU, binomial_log_var, log_dense_error, log_eq1, log_invariant
 
 CHUNK = 1000  # rows drawn at once, a thread each: bounds memory at ~CHUNK x draws x a few
 
@@ -139,7 +139,11 @@ def each_chunk(post, rows: pd.DataFrame, params: np.ndarray, groups: dict, band:
                       else np.float32(grp.n_test))
             eps = np.clip(np.exp(log_eps), 1e-6, 1 - 1e-6)
             sd = np.sqrt(sigma**2 + binomial_log_var(eps, n_test))
-            log_eps = log_eps + sd * rng.standard_normal(log_eps.shape, dtype=np.float32)
+            # the point noise the fit's likelihood had: normal, or Student-t
+            noise = rng.standard_t(STUDENT_NU, log_eps.shape).astype(np.float32) \
+                if post.meta["settings"].get("likelihood") == "student" else \
+                rng.standard_normal(log_eps.shape, dtype=np.float32)
+            log_eps = log_eps + sd * noise
         check_finite(grp.name, r, {"error": log_eps})
         # an error is a fraction: far beyond the grid the log-normal offsets of the dense error
         # and the invariant (sd growing with the distance) put draws above 1, which are 1

@@ -195,6 +195,26 @@ def test_a_copy_with_another_discrepancy_bands_by_it(post):
     pd.testing.assert_frame_equal(post.summary(rows), before)
 
 
+def test_a_student_fit_predicts_with_student_noise(post):
+    """A posterior fitted with ``--likelihood student`` draws its prediction band's point noise
+    from the same Student-t: heavier tails (against the quartiles) than the normal fit's band,
+    whose point noise is normal; the expected error is the same either way."""
+    import copy
+
+    rows = pd.DataFrame({"arch": ["mlp"] * 400, "task": ["mnist1d"] * 400, "depth": [2] * 400,
+                         "width": [64] * 400, "n_train": [2000] * 400, "density": [0.05] * 400})
+    student = copy.copy(post)
+    student.meta = dict(post.meta, settings=dict(post.meta["settings"], likelihood="student"))
+
+    def tails(p):
+        q = np.percentile(np.log(p.predict_draws(rows, band="prediction")),
+                          [0.5, 25, 75, 99.5], axis=1)
+        return np.mean((q[3] - q[0]) / (q[2] - q[1]))
+
+    assert tails(post) < 4.5 < 5.5 < tails(student)  # normal noise 3.8, t(4) 6.2
+    np.testing.assert_array_equal(student.predict_draws(rows[:1]), post.predict_draws(rows[:1]))
+
+
 @pytest.mark.parametrize("band", ["expected", "prediction"])
 def test_the_fused_kernel_draws_what_numpy_draws(post, band, monkeypatch):
     """Large queries go through bayes_prune.kernels (JAX); its draws are numpy's, inside the
