@@ -134,7 +134,9 @@ def _run_evaluate(args) -> None:
     print((f"fitted {len(fit_grid)} points, " if fit_grid is not None else
            f"posterior {args.posterior}, ") + f"held out {len(held)}")
     table = pd.DataFrame(rows)
-    print(table.drop(columns=["by_density", *(c for c in table if c.endswith("_range"))])
+    # (what a calibrated band would cover has its own block below)
+    print(table.drop(columns=["by_density", *(c for c in table
+                                              if c.endswith(("_range", "_rank")))])
           .to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}"))
     _print_if_calibrated(rows)
     _print_by_density(rows)
