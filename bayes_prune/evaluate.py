@@ -14,7 +14,8 @@ Scores per group and method: ``delta = (pred - obs) / obs`` with ``pred`` the dr
 median ``|delta|``, mean and std of ``delta``; coverage of the central 50 % and 90 % bands, with
 what a band calibrated for these very rows would cover of them (``coverage_*_range``, 5th-95th
 percentile, and the observed coverage's rank among them, ``coverage_*_rank``: on a few
-configurations a calibrated 90 % band covers all their points more often than not); and
+configurations whose points share most of their uncertainty, a calibrated 90 % band covers
+nearly all of them more often than not); and
 the mean log predictive density ``lpd`` of the observed errors under a normal approximation of
 each point's predictive log error (for ``lsq``, its fitting residual sd). And where along the
 curve the points miss (``by_density``, :func:`by_density`): per interval of density, the mean
